@@ -1,0 +1,344 @@
+"""Tier 2: the zsmalloc-style pool -- class table, allocation policy, compaction, accounting.
+
+The kernel's own figures are the oracle where we have them: the class table of
+reference §3 and the replay of the per-page sizes the kernel stored for the 64 MiB corpus (§7).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+
+from zramd.pool import OBJ_INDEX_BITS, PoolExhausted, ZsPool
+from zramd.size_classes import SizeClassTable, chain_length, class_index
+from zramd.units import PAGE_SIZE
+
+VECTORS = Path(__file__).resolve().parent / "data" / "complen_corpus64_lzo.txt"
+
+
+class Owners:
+    """The caller's side of the owner protocol: owner -> location, kept up to date by relocate."""
+
+    def __init__(self) -> None:
+        self.location: dict[int, int] = {}
+        self.moves = 0
+
+    def relocate(self, owner: int, location: int) -> None:
+        assert owner in self.location, f"relocate for unknown owner {owner}"
+        self.location[owner] = location
+        self.moves += 1
+
+
+def make_pool(max_pages: int = 4096, chain: int = 8) -> tuple[ZsPool, Owners]:
+    owners = Owners()
+    return ZsPool(max_pages, chain, relocate=owners.relocate), owners
+
+
+# ---------------------------------------------------------------------------- size classes
+
+
+def test_class_table_matches_kernel_counts() -> None:
+    table = SizeClassTable(8)
+    assert len(table) == 119
+    assert table.huge_class_size == 3625
+    table4 = SizeClassTable(4)
+    assert len(table4) == 69
+    assert table4.huge_class_size == 3257
+
+
+@pytest.mark.parametrize(
+    ("size", "pages", "objs"),
+    [
+        (32, 1, 128), (48, 3, 256), (144, 7, 199), (240, 1, 17), (688, 8, 47), (1024, 1, 4),
+        (1360, 1, 3), (1536, 3, 8), (2048, 1, 2), (2176, 8, 15), (2720, 2, 3), (3072, 3, 4),
+        (3264, 4, 5), (3632, 8, 9), (4096, 1, 1),
+    ],
+)  # fmt: skip
+def test_selected_classes_from_reference(size: int, pages: int, objs: int) -> None:
+    by_size = {c.size: c for c in SizeClassTable(8).classes}
+    assert (by_size[size].pages_per_zspage, by_size[size].objs_per_zspage) == (pages, objs)
+
+
+@pytest.mark.parametrize(
+    ("comp_len", "class_size"),
+    [(1, 32), (24, 32), (25, 48), (2040, 2048), (2041, 2176), (3624, 3632), (3625, 4096), (4096, 4096)],
+)
+def test_lookup_adds_header_first(comp_len: int, class_size: int) -> None:
+    assert SizeClassTable(8).lookup(comp_len).size == class_size
+
+
+def test_every_size_fits_its_class_and_merges_agree() -> None:
+    table = SizeClassTable(8)
+    for n in range(1, PAGE_SIZE + 1):
+        cls = table.lookup(n)
+        need = min(n + 8, PAGE_SIZE)
+        assert cls.size >= need
+        # The class serving index i has the (pages, objs) shape that index i computes itself.
+        size_i = min(32 + class_index(n) * 16, PAGE_SIZE)
+        pages_i = chain_length(size_i)
+        assert (cls.pages_per_zspage, cls.objs_per_zspage) == (pages_i, pages_i * PAGE_SIZE // size_i)
+
+
+def test_chain_length_least_waste() -> None:
+    for size in range(32, PAGE_SIZE + 1, 16):
+        pages = chain_length(size)
+        wastes = [(i * PAGE_SIZE) % size for i in range(1, 9)]
+        if size & (size - 1) == 0:
+            assert pages == 1
+        else:
+            assert wastes[pages - 1] == min(wastes)
+            assert wastes.index(min(wastes)) == pages - 1  # the first i wins ties
+
+
+# ---------------------------------------------------------------------------- the kernel's figures
+
+
+def test_replay_of_kernel_sizes_gives_kernel_figures() -> None:
+    pool, owners = make_pool(max_pages=16384)
+    compr = same = huge = 0
+    for index, line in enumerate(VECTORS.read_text().split()):
+        if line == "S":
+            same += 1
+            continue
+        size = PAGE_SIZE if line == "H" else int(line)
+        huge += line == "H"
+        owners.location[index] = pool.malloc(size, index)
+        compr += size
+    assert pool.pages_allocated == 9473
+    assert pool.pages_allocated * PAGE_SIZE == 38801408
+    assert compr == 36757955
+    assert (same, huge) == (143, 2240)
+    assert pool.compact() == 0  # append-only: already dense, as on the kernel
+    pool.check_consistency()
+
+
+# ---------------------------------------------------------------------------- allocation policy
+
+
+def test_write_read_round_trip_including_straddling_objects() -> None:
+    pool, owners = make_pool()
+    blobs = {}
+    for owner, size in enumerate([1, 24, 100, 1500, 2041, 2700, 3000, 3624, 4096] * 20):
+        data = os.urandom(size)
+        loc = pool.malloc(size, owner)
+        pool.write(loc, data)
+        owners.location[owner] = loc
+        blobs[owner] = data
+    for owner, data in blobs.items():
+        assert pool.read(owners.location[owner], len(data)) == data
+        assert pool.owner(owners.location[owner]) == owner
+    # Some of these objects do cross a frame boundary (2176-byte class: object 1 at 2176..4352).
+    straddling = [loc for loc in owners.location.values() if pool.object_class_size(loc) == 2176]
+    assert any((loc & ((1 << OBJ_INDEX_BITS) - 1)) % 15 in (1, 3, 5) for loc in straddling)
+
+
+def test_freed_objects_are_reused_last_in_first_out() -> None:
+    pool, _ = make_pool()
+    locs = [pool.malloc(100, n) for n in range(10)]
+    pool.free(locs[3])
+    pool.free(locs[7])
+    assert pool.malloc(100, 20) == locs[7]
+    assert pool.malloc(100, 21) == locs[3]
+    assert pool.malloc(100, 22) == locs[9] + 1  # then the never-used tail, in order
+
+
+def test_allocation_prefers_the_fullest_zspage() -> None:
+    pool, _ = make_pool()
+    # 2048-byte class: 1 page, 2 objects. Fill three zspages, then half-empty two of them.
+    locs = [pool.malloc(2000, n) for n in range(6)]
+    zspage_of = [loc >> OBJ_INDEX_BITS for loc in locs]
+    pool.free(locs[0])
+    pool.free(locs[2])
+    assert pool.pages_allocated == 3
+    new = pool.malloc(2000, 99)
+    # Both candidate zspages are 50% full; the most recently moved (list head) wins.
+    assert new >> OBJ_INDEX_BITS == zspage_of[2]
+    assert pool.pages_allocated == 3
+
+
+def test_empty_zspage_is_released_at_once_and_frames_reused() -> None:
+    pool, _ = make_pool()
+    locs = [pool.malloc(3000, n) for n in range(4)]  # 3072 class: 3 pages, 4 objects
+    assert pool.pages_allocated == 3
+    touched = pool.frames_touched
+    for loc in locs:
+        pool.free(loc)
+    assert pool.pages_allocated == 0
+    assert pool.frames_touched == touched  # memory is kept for reuse, not returned
+    for n in range(4):
+        pool.malloc(3000, n)
+    assert pool.frames_touched == touched
+    pool.check_consistency()
+
+
+def test_exhaustion_fails_cleanly_and_changes_nothing() -> None:
+    pool, owners = make_pool(max_pages=10)
+    for n in range(8):
+        owners.location[n] = pool.malloc(3624, n)  # 3632 class: 8 pages for 9 objects
+    owners.location[8] = pool.malloc(3624, 8)
+    with pytest.raises(PoolExhausted):
+        pool.malloc(3624, 9)  # would need another 8 pages
+    assert pool.pages_allocated == 8
+    owners.location[9] = pool.malloc(2000, 9)  # a 1-page zspage (2048 class, 2 objects) fits
+    owners.location[10] = pool.malloc(2000, 10)  # ... and shares that page
+    owners.location[11] = pool.malloc(4096, 11)  # the last free page
+    assert pool.pages_allocated == 10
+    with pytest.raises(PoolExhausted):
+        pool.malloc(4096, 12)
+    assert pool.pages_allocated == 10
+    assert set(pool.check_consistency().values()) == set(range(12))
+
+
+@pytest.mark.parametrize("size", [0, -1, PAGE_SIZE + 1])
+def test_bad_sizes_are_refused(size: int) -> None:
+    pool, _ = make_pool()
+    with pytest.raises(ValueError, match="outside"):
+        pool.malloc(size, 1)
+    assert pool.pages_allocated == 0
+
+
+# ---------------------------------------------------------------------------- compaction
+
+
+def test_compaction_frees_pages_and_keeps_every_object_readable() -> None:
+    pool, owners = make_pool(max_pages=8192)
+    data = {}
+    for owner in range(2000):
+        size = 200 + owner % 1800
+        blob = os.urandom(size)
+        loc = pool.malloc(size, owner)
+        pool.write(loc, blob)
+        owners.location[owner] = loc
+        data[owner] = blob
+    before = pool.pages_allocated
+    for owner in range(0, 2000, 2):  # free every other object: scattered holes
+        pool.free(owners.location.pop(owner))
+        del data[owner]
+    fragmented = pool.pages_allocated
+    assert fragmented > before * 0.7  # freeing half the objects returned little memory
+    freeable = sum(row.freeable for row in pool.class_stats())
+    freed = pool.compact()
+    assert freed > 0
+    assert freed == freeable  # the classes table predicted exactly what compaction frees
+    assert pool.pages_compacted == freed
+    assert pool.pages_allocated == fragmented - freed
+    assert owners.moves > 0
+    for owner, blob in data.items():
+        assert pool.read(owners.location[owner], len(blob)) == blob
+    assert pool.check_consistency() == {loc: owner for owner, loc in owners.location.items()}
+    assert pool.compact() == 0  # a second pass finds nothing
+
+
+def test_compaction_without_relocate_callback_is_an_error() -> None:
+    pool = ZsPool(64)
+    locs = [pool.malloc(2000, n) for n in range(6)]
+    pool.free(locs[0])
+    pool.free(locs[2])
+    with pytest.raises(RuntimeError, match="relocate"):
+        pool.compact()
+
+
+def test_classes_table_format() -> None:
+    pool, _ = make_pool()
+    for n in range(5):
+        pool.malloc(2041, n)
+    lines = pool.format_classes().splitlines()
+    assert lines[0].split() == [
+        "class", "size", "10%", "20%", "30%", "40%", "50%", "60%", "70%", "80%", "90%", "99%", "100%",
+        "obj_allocated", "obj_used", "pages_used", "pages_per_zspage", "freeable",
+    ]  # fmt: skip
+    assert lines[0].startswith(" class  size       10%")
+    row = next(line for line in lines[1:] if line.split()[:2] == ["134", "2176"])
+    # 5 of 15 objects used: 33% -> the 40% group (ratio 30..39 -> group 4).
+    assert row.split()[2:] == [
+        "0",
+        "0",
+        "0",
+        "1",
+        "0",
+        "0",
+        "0",
+        "0",
+        "0",
+        "0",
+        "0",
+        "15",
+        "5",
+        "8",
+        "8",
+        "0",
+    ]
+    assert len(lines) == 1 + 119 + 2
+    assert lines[-1].split()[:1] == ["Total"]
+
+
+def test_metadata_is_small_per_object() -> None:
+    pool, _ = make_pool(max_pages=65536)
+    for n in range(10000):
+        pool.malloc(1000 + n % 2000, n)
+    per_object = pool.metadata_bytes() / 10000
+    assert per_object < 24, per_object
+
+
+# ---------------------------------------------------------------------------- property-based
+
+
+class PoolMachine(RuleBasedStateMachine):
+    """Random malloc / free / compact sequences against a dict of the expected contents."""
+
+    @initialize(chain=st.sampled_from([4, 8, 16]))
+    def setup(self, chain: int) -> None:
+        self.owners = Owners()
+        self.pool = ZsPool(600, chain, relocate=self.owners.relocate)
+        self.contents: dict[int, bytes] = {}
+        self.next_owner = 0
+
+    @rule(
+        size=st.one_of(st.integers(1, 200), st.integers(1, PAGE_SIZE)), fill=st.binary(min_size=1, max_size=8)
+    )
+    def malloc(self, size: int, fill: bytes) -> None:
+        owner = self.next_owner
+        self.next_owner += 1
+        data = (fill * (size // len(fill) + 1))[:size]
+        try:
+            loc = self.pool.malloc(size, owner)
+        except PoolExhausted:
+            return
+        self.pool.write(loc, data)
+        self.owners.location[owner] = loc
+        self.contents[owner] = data
+
+    @precondition(lambda self: self.contents)
+    @rule(pick=st.integers(0, 10**6))
+    def free(self, pick: int) -> None:
+        owner = sorted(self.contents)[pick % len(self.contents)]
+        self.pool.free(self.owners.location.pop(owner))
+        del self.contents[owner]
+
+    @rule()
+    def compact(self) -> None:
+        before = self.pool.pages_allocated
+        freed = self.pool.compact()
+        assert self.pool.pages_allocated == before - freed
+
+    @invariant()
+    def everything_reads_back_and_counters_agree(self) -> None:
+        for owner, data in self.contents.items():
+            assert self.pool.read(self.owners.location[owner], len(data)) == data
+        live = self.pool.check_consistency()
+        assert live == {loc: owner for owner, loc in self.owners.location.items()}
+        assert self.pool.objects_used == len(self.contents)
+
+    def teardown(self) -> None:
+        self.pool.close()
+
+
+TestPoolMachine = PoolMachine.TestCase
+TestPoolMachine.settings = settings(
+    max_examples=60, stateful_step_count=60, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)

@@ -1,0 +1,650 @@
+"""The compressed page pool: zsmalloc, rebuilt in Python over one memory arena.
+
+Owns: the arena of 4 KiB page frames, zspages and their fullness lists, object allocation and
+freeing, object reads and writes, compaction, and the pool's accounting (pages in use, peak,
+objects per class, the debugfs-style ``classes`` table).
+Must not: compress, know what an object means, speak errno, or import trio or pyfuse3. It is plain
+synchronous code; callers serialise access (the device holds one lock around every call).
+
+Design
+======
+
+Why zsmalloc. zram stores each 4 KiB page compressed, so objects range from a few bytes to a full
+page and are freed in any order. A general-purpose allocator would either waste the tail of every
+page (one object per page, like zbud's two) or need large contiguous blocks. zsmalloc instead sorts
+objects into *size classes* 16 bytes apart, and packs each class into *zspages*: chains of 1 to 8
+separate page frames chosen so the class tiles them with the least waste (a 1536-byte class uses 3
+frames and holds exactly 8 objects). Objects may straddle two frames of the chain. The waste inside
+a zspage is at most ~1.6%; the real overhead is rounding up to the class and the last, partly
+filled zspage of each class. Memory comes back only when a zspage empties or by compaction.
+
+The arena. All frames live in one anonymous mapping reserved for the pool's maximum up front
+(``MAP_NORESERVE``: address space only) and committed by the kernel as frames are first touched.
+Frames are handed out from a LIFO stack of released frames first, then from the untouched tail, so
+the committed memory is the pool's high-water mark and is reused rather than returned: the pool
+grows up to its maximum and never gives memory back to the OS, so a running daemon does not ask the
+kernel for pages it may have to reclaim through the very device it serves. Growing past the
+maximum raises `PoolExhausted` and changes nothing.
+
+Locations. ``zs_malloc`` returns a location, ``zspage << 11 | object index``. The kernel hands out
+a *handle* (a pointer to a slab slot holding the location) so that compaction can move objects;
+here the pool keeps no handle table at all. Every non-huge object starts with an 8-byte header
+holding ``owner << 1 | 1``, where the owner is an integer chosen by the caller (zram uses the slot
+index). Compaction reads the owner from the header of each object it moves and calls
+``relocate(owner, new_location)``, so the owner's own table is updated in place. That saves the
+kernel's 8-byte handle slot per object and one indirection per access. A huge object (the
+4096-byte class, one object per frame) has no header, exactly as in zsmalloc, and its owner is kept
+in a per-zspage array (zsmalloc keeps it in the page descriptor).
+
+Free objects. A free object's header holds ``next_free << 1`` (tag bit clear): the zspage's free
+list lives in the arena and is last-in first-out, as in zsmalloc. A new zspage is not initialised
+object by object; its free list is "the freed objects, then the never-used tail in index order",
+which is exactly the order zsmalloc's fully linked initial list yields, tracked by a bump index.
+
+Fullness groups. Each class keeps 12 doubly linked lists of zspages by in-use ratio: 0 (empty,
+never populated: an empty zspage is released at once), 1..10 for (0%,10%) ... [90%,100%), and 11
+for full. A zspage moves to the *head* of its new list whenever its group changes. Allocation takes
+the head of the fullest non-full group (a per-class bitmask finds it in O(1)); if there is none a
+new zspage is built. Compaction walks the classes from largest to smallest and, while at least one
+zspage's worth of objects is free in a class, moves the objects of the emptiest zspage into the
+fullest one, releasing every source it empties and counting the pages in `pages_compacted`.
+
+Layout of the bookkeeping. Everything is in compact arrays indexed by zspage id or class id; there
+is no Python object per zspage or per object. Metadata per stored object: the 8-byte header (part
+of the class size, as in the kernel) plus the caller's own slot; per zspage about 36 bytes of
+arrays, sized once for the maximum.
+"""
+
+from __future__ import annotations
+
+import mmap
+import struct
+from array import array
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+from zramd.size_classes import DEFAULT_CHAIN_SIZE, HANDLE_SIZE, SizeClassTable
+from zramd.units import PAGE_SHIFT, PAGE_SIZE
+
+OBJ_INDEX_BITS = 11  # a zspage holds at most 16 * 4096 / 32 = 2048 objects
+OBJ_INDEX_MASK = (1 << OBJ_INDEX_BITS) - 1
+FREE_END = -1  # end of a zspage's in-arena free list
+
+# Fullness groups, as zsmalloc's enum fullness_group.
+RATIO_0 = 0  # empty: released at once, so never listed for long
+RATIO_99 = 10  # 90% .. <100%
+RATIO_100 = 11  # full
+NR_GROUPS = 12
+
+_MAP_NORESERVE = getattr(mmap, "MAP_NORESERVE", 0x4000)  # Linux value; Python 3.11 lacks the name
+_HEADER = struct.Struct("<q")
+IntFormat = Literal["B", "H", "h", "i", "I", "q", "Q"]
+
+
+class PoolExhausted(MemoryError):
+    """The pool has no free frames left for a new zspage (its preset maximum is reached)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ClassStats:
+    """One row of the ``classes`` table (zsmalloc's debugfs ``zs_stats_size_show``).
+
+    Attributes:
+        index: the kernel's class index.  size: object size in bytes.
+        zspages_by_group: zspages in fullness groups 10%..99% and 100% (11 numbers).
+        objs_allocated: object slots in this class's zspages.  objs_used: live objects.
+        pages_used: frames held by the class.  pages_per_zspage: chain length.
+        freeable: pages compaction could free now (``zs_can_compact``).
+    """
+
+    index: int
+    size: int
+    zspages_by_group: tuple[int, ...]
+    objs_allocated: int
+    objs_used: int
+    pages_used: int
+    pages_per_zspage: int
+    objs_per_zspage: int
+    freeable: int
+
+
+def _no_relocate(owner: int, location: int) -> None:
+    raise RuntimeError("compaction moved an object but the pool has no relocate callback")
+
+
+class ZsPool:
+    """A zsmalloc-style pool of compressed objects in one arena of at most `max_pages` frames.
+
+    Attributes:
+        table: the size-class table (`SizeClassTable`).
+        max_pages: the most frames the pool may ever hold.
+        pages_allocated: frames currently held by zspages (zram's mem_used_total / 4096).
+        pages_compacted: frames released by `compact` since the pool was made.
+        frames_touched: frames ever handed out, i.e. committed memory (the high-water mark).
+    """
+
+    def __init__(
+        self,
+        max_pages: int,
+        chain_size: int = DEFAULT_CHAIN_SIZE,
+        relocate: Callable[[int, int], None] = _no_relocate,
+    ) -> None:
+        if max_pages < 1:
+            raise ValueError("a pool needs room for at least one page")
+        self.table = SizeClassTable(chain_size)
+        self.max_pages = max_pages
+        self.relocate = relocate
+        self.chain = chain_size
+        self.pages_allocated = 0
+        self.pages_compacted = 0
+        self.frames_touched = 0
+        self._arena = mmap.mmap(
+            -1, max_pages << PAGE_SHIFT, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | _MAP_NORESERVE
+        )
+        self._mem = memoryview(self._arena)
+
+        classes = self.table.classes
+        nclasses = len(classes)
+        # Per class (indexed by cid).
+        self._class_for_size = array("H", self.table.class_for_size)
+        self._size = array("H", [c.size for c in classes])
+        self._pages = array("B", [c.pages_per_zspage for c in classes])
+        self._objs = array("H", [c.objs_per_zspage for c in classes])
+        self._huge_cid = next(c.cid for c in classes if c.huge)
+        self._objs_allocated = array("q", bytes(8 * nclasses))
+        self._objs_used = array("q", bytes(8 * nclasses))
+        self._group_heads = array("i", [-1]) * (nclasses * NR_GROUPS)  # list heads, class*12+group
+        self._group_count = array("i", bytes(4 * nclasses * NR_GROUPS))
+        self._nonfull_mask = [0] * nclasses  # bit g set: group g (1..10) has zspages
+        # Per zspage (indexed by zspage id; at most one zspage per frame). These arrays live in a
+        # second reserved mapping, so they cost memory only for the zspage ids actually used.
+        self._meta = _ReservedArrays(max_pages)
+        self._zs_class = self._meta.carve("H", 1)  # class id
+        self._zs_inuse = self._meta.carve("H", 1)  # live objects
+        self._zs_group = self._meta.carve("B", 1)  # fullness group
+        self._zs_free = self._meta.carve("h", 1)  # head of the in-arena free list, or FREE_END
+        self._zs_bump = self._meta.carve("H", 1)  # objects below this index have been handed out
+        self._zs_prev = self._meta.carve("i", 1)  # fullness-list links
+        self._zs_next = self._meta.carve("i", 1)
+        self._zs_frames = self._meta.carve("i", chain_size)  # the chain's frames, in order
+        self._zs_huge_owner = self._meta.carve("q", 1)  # owner of a huge (header-less) object
+        # Released zspage ids and frames are stacks (reused first); beyond them lie never-used
+        # ids and frames, handed out in order: `zspage_ids_touched` and `frames_touched`.
+        self._free_ids = self._meta.carve("i", 1)
+        self._nfree_ids = 0
+        self.zspage_ids_touched = 0
+        self._free_frames = self._meta.carve("i", 1)
+        self._nfree_frames = 0
+
+    # ------------------------------------------------------------------ allocation
+
+    def malloc(self, size: int, owner: int) -> int:
+        """Allocate an object for `size` bytes on behalf of `owner`; return its location.
+
+        Mirrors ``zs_malloc``: the 8-byte header is added before the class lookup, the fullest
+        non-full zspage of the class is used, else a new zspage is built. Raises ValueError for
+        a size outside 1..4096 and `PoolExhausted` when a new zspage does not fit.
+        """
+        if not 0 < size <= PAGE_SIZE:
+            raise ValueError(f"object size {size} outside 1..{PAGE_SIZE}")
+        cid = self._class_for_size[size]
+        mask = self._nonfull_mask[cid]
+        if mask:
+            zspage = self._group_heads[cid * NR_GROUPS + mask.bit_length() - 1]
+            location = self._obj_malloc(zspage, cid, owner)
+            self._fix_fullness_group(zspage, cid)
+        else:
+            zspage = self._alloc_zspage(cid)
+            location = self._obj_malloc(zspage, cid, owner)
+            self._insert(zspage, cid, self._fullness(zspage, cid))
+        self._objs_used[cid] += 1
+        return location
+
+    def free(self, location: int) -> None:
+        """Free the object at `location` (``zs_free``); an emptied zspage is released at once."""
+        zspage = location >> OBJ_INDEX_BITS
+        cid = self._zs_class[zspage]
+        self._objs_used[cid] -= 1
+        self._obj_free(zspage, cid, location & OBJ_INDEX_MASK)
+        if self._fix_fullness_group(zspage, cid) == RATIO_0:
+            self._free_zspage(zspage, cid)
+
+    def _obj_malloc(self, zspage: int, cid: int, owner: int) -> int:
+        """Take the head of `zspage`'s free list and tag it with `owner`; return the location."""
+        if cid == self._huge_cid:
+            self._zs_huge_owner[zspage] = owner
+            index = 0
+        else:
+            index = self._zs_free[zspage]
+            if index >= 0:
+                offset = self._object_offset(zspage, cid, index)
+                self._zs_free[zspage] = _HEADER.unpack_from(self._arena, offset)[0] >> 1
+            else:  # no freed objects: hand out the next never-used one
+                index = self._zs_bump[zspage]
+                offset = self._object_offset(zspage, cid, index)
+                self._zs_bump[zspage] = index + 1
+            _HEADER.pack_into(self._arena, offset, owner << 1 | 1)
+        self._zs_inuse[zspage] += 1
+        return zspage << OBJ_INDEX_BITS | index
+
+    def _obj_free(self, zspage: int, cid: int, index: int) -> None:
+        if cid == self._huge_cid:
+            self._zs_huge_owner[zspage] = 0
+        else:
+            offset = self._object_offset(zspage, cid, index)
+            _HEADER.pack_into(self._arena, offset, self._zs_free[zspage] << 1)
+            self._zs_free[zspage] = index
+        self._zs_inuse[zspage] -= 1
+
+    def _object_offset(self, zspage: int, cid: int, index: int) -> int:
+        """Arena offset of the first byte (the header) of object `index` of `zspage`."""
+        start = index * self._size[cid]
+        frame = self._zs_frames[zspage * self.chain + (start >> PAGE_SHIFT)]
+        return (frame << PAGE_SHIFT) + (start & (PAGE_SIZE - 1))
+
+    # ------------------------------------------------------------------ zspages and fullness
+
+    def _alloc_zspage(self, cid: int) -> int:
+        pages = self._pages[cid]
+        if self._nfree_frames + (self.max_pages - self.frames_touched) < pages:
+            raise PoolExhausted(
+                f"pool full: {self.pages_allocated} of {self.max_pages} pages in use, "
+                f"a new zspage needs {pages}"
+            )
+        if self._nfree_ids:
+            self._nfree_ids -= 1
+            zspage = self._free_ids[self._nfree_ids]
+        else:
+            zspage = self.zspage_ids_touched
+            self.zspage_ids_touched += 1
+        base = zspage * self.chain
+        frames = self._zs_frames
+        for i in range(pages):
+            if self._nfree_frames:
+                self._nfree_frames -= 1
+                frames[base + i] = self._free_frames[self._nfree_frames]
+            else:
+                frames[base + i] = self.frames_touched
+                self.frames_touched += 1
+        self._zs_class[zspage] = cid
+        self._zs_inuse[zspage] = 0
+        self._zs_free[zspage] = FREE_END
+        self._zs_bump[zspage] = 0
+        self.pages_allocated += pages
+        self._objs_allocated[cid] += self._objs[cid]
+        return zspage
+
+    def _free_zspage(self, zspage: int, cid: int) -> None:
+        self._remove(zspage, cid)
+        pages = self._pages[cid]
+        base = zspage * self.chain
+        for i in range(pages - 1, -1, -1):  # pushed in reverse, so reuse takes them in order
+            self._free_frames[self._nfree_frames] = self._zs_frames[base + i]
+            self._nfree_frames += 1
+        self._free_ids[self._nfree_ids] = zspage
+        self._nfree_ids += 1
+        self.pages_allocated -= pages
+        self._objs_allocated[cid] -= self._objs[cid]
+
+    def _fullness(self, zspage: int, cid: int) -> int:
+        inuse = self._zs_inuse[zspage]
+        objs = self._objs[cid]
+        if inuse == 0:
+            return RATIO_0
+        if inuse == objs:
+            return RATIO_100
+        return 100 * inuse // objs // 10 + 1
+
+    def _fix_fullness_group(self, zspage: int, cid: int) -> int:
+        group = self._fullness(zspage, cid)
+        if group != self._zs_group[zspage]:
+            self._remove(zspage, cid)
+            self._insert(zspage, cid, group)
+        return group
+
+    def _insert(self, zspage: int, cid: int, group: int) -> None:
+        """Put `zspage` at the head of its class's list for `group` (``insert_zspage``)."""
+        slot = cid * NR_GROUPS + group
+        head = self._group_heads[slot]
+        self._zs_prev[zspage] = -1
+        self._zs_next[zspage] = head
+        if head >= 0:
+            self._zs_prev[head] = zspage
+        elif RATIO_0 < group < RATIO_100:
+            self._nonfull_mask[cid] |= 1 << group
+        self._group_heads[slot] = zspage
+        self._group_count[slot] += 1
+        self._zs_group[zspage] = group
+
+    def _remove(self, zspage: int, cid: int) -> None:
+        """Unlink `zspage` from its current group list (``remove_zspage``)."""
+        group = self._zs_group[zspage]
+        slot = cid * NR_GROUPS + group
+        prev, nxt = self._zs_prev[zspage], self._zs_next[zspage]
+        if prev >= 0:
+            self._zs_next[prev] = nxt
+        else:
+            self._group_heads[slot] = nxt
+            if nxt < 0 and RATIO_0 < group < RATIO_100:
+                self._nonfull_mask[cid] &= ~(1 << group)
+        if nxt >= 0:
+            self._zs_prev[nxt] = prev
+        self._group_count[slot] -= 1
+
+    # ------------------------------------------------------------------ object contents
+
+    def write(self, location: int, data: bytes | memoryview) -> None:
+        """Copy `data` into the object at `location` (after its header), splitting the copy when
+        the object straddles two frames (``zs_obj_write``)."""
+        zspage = location >> OBJ_INDEX_BITS
+        cid = self._zs_class[zspage]
+        n = len(data)
+        if cid == self._huge_cid:
+            start = self._zs_frames[zspage * self.chain] << PAGE_SHIFT
+            self._mem[start : start + n] = data
+            return
+        start = (location & OBJ_INDEX_MASK) * self._size[cid]
+        page = start >> PAGE_SHIFT
+        in_page = (start & (PAGE_SIZE - 1)) + HANDLE_SIZE
+        first = (self._zs_frames[zspage * self.chain + page] << PAGE_SHIFT) + in_page
+        room = PAGE_SIZE - in_page
+        if n <= room:
+            self._mem[first : first + n] = data
+        else:
+            view = memoryview(data)
+            self._mem[first : first + room] = view[:room]
+            second = self._zs_frames[zspage * self.chain + page + 1] << PAGE_SHIFT
+            self._mem[second : second + n - room] = view[room:]
+
+    def read(self, location: int, size: int) -> bytes:
+        """The first `size` bytes stored in the object at `location`, joined into one buffer when
+        the object straddles two frames (``zs_obj_read_begin`` with a local copy)."""
+        zspage = location >> OBJ_INDEX_BITS
+        cid = self._zs_class[zspage]
+        if cid == self._huge_cid:
+            start = self._zs_frames[zspage * self.chain] << PAGE_SHIFT
+            return self._arena[start : start + size]
+        start = (location & OBJ_INDEX_MASK) * self._size[cid]
+        page = start >> PAGE_SHIFT
+        in_page = (start & (PAGE_SIZE - 1)) + HANDLE_SIZE
+        first = (self._zs_frames[zspage * self.chain + page] << PAGE_SHIFT) + in_page
+        room = PAGE_SIZE - in_page
+        if size <= room:
+            return self._arena[first : first + size]
+        second = self._zs_frames[zspage * self.chain + page + 1] << PAGE_SHIFT
+        return self._arena[first : first + room] + self._arena[second : second + size - room]
+
+    def owner(self, location: int) -> int:
+        """The owner recorded for the live object at `location`."""
+        zspage = location >> OBJ_INDEX_BITS
+        cid = self._zs_class[zspage]
+        if cid == self._huge_cid:
+            return self._zs_huge_owner[zspage]
+        header = _HEADER.unpack_from(
+            self._arena, self._object_offset(zspage, cid, location & OBJ_INDEX_MASK)
+        )[0]
+        if not header & 1:
+            raise ValueError(f"location {location:#x} is not an allocated object")
+        return int(header >> 1)
+
+    def object_class_size(self, location: int) -> int:
+        """The class size (bytes, header included) of the object at `location`."""
+        return self._size[self._zs_class[location >> OBJ_INDEX_BITS]]
+
+    # ------------------------------------------------------------------ compaction
+
+    def compact(self) -> int:
+        """Run ``zs_compact``: per class, largest first, move objects from the emptiest zspages
+        into the fullest ones and release the emptied zspages. Returns the pages freed, which are
+        also added to `pages_compacted`. Every moved object's owner is told its new location."""
+        freed = 0
+        for cid in range(len(self._size) - 1, -1, -1):
+            freed += self._compact_class(cid)
+        self.pages_compacted += freed
+        return freed
+
+    def can_compact(self, cid: int) -> int:
+        """Pages that compacting class `cid` could free now (``zs_can_compact``)."""
+        wasted = self._objs_allocated[cid] - self._objs_used[cid]
+        if wasted <= 0:
+            return 0
+        return wasted // self._objs[cid] * self._pages[cid]
+
+    def _compact_class(self, cid: int) -> int:
+        freed = 0
+        dst = -1
+        while self.can_compact(cid):
+            if dst < 0:
+                dst = self._isolate(cid, range(RATIO_99, RATIO_0, -1))
+                if dst < 0:
+                    break
+            src = self._isolate(cid, range(RATIO_0 + 1, RATIO_99 + 1))
+            if src < 0:
+                break
+            self._migrate(cid, src, dst)
+            group = self._fullness(src, cid)
+            self._insert(src, cid, group)  # putback_zspage
+            if group == RATIO_0:
+                self._free_zspage(src, cid)
+                freed += self._pages[cid]
+            if self._fullness(dst, cid) == RATIO_100:
+                self._insert(dst, cid, RATIO_100)
+                dst = -1
+        if dst >= 0:
+            self._insert(dst, cid, self._fullness(dst, cid))
+        return freed
+
+    def _isolate(self, cid: int, groups: range) -> int:
+        for group in groups:
+            zspage = self._group_heads[cid * NR_GROUPS + group]
+            if zspage >= 0:
+                self._remove(zspage, cid)
+                return zspage
+        return -1
+
+    def _migrate(self, cid: int, src: int, dst: int) -> None:
+        """Move live objects of `src` into `dst` in index order until `dst` is full or `src`
+        empty (``migrate_zspage``)."""
+        size = self._size[cid]
+        objs = self._objs[cid]
+        for index in range(self._zs_bump[src]):
+            header = _HEADER.unpack_from(self._arena, self._object_offset(src, cid, index))[0]
+            if not header & 1:
+                continue
+            owner = header >> 1
+            old = src << OBJ_INDEX_BITS | index
+            chunk = self._read_chunk(src, cid, index, size)
+            new = self._obj_malloc(dst, cid, owner)
+            self._write_chunk(dst, cid, new & OBJ_INDEX_MASK, chunk)
+            self.relocate(owner, new)
+            self._obj_free(src, cid, old & OBJ_INDEX_MASK)
+            if self._zs_inuse[dst] == objs or self._zs_inuse[src] == 0:
+                break
+
+    def _read_chunk(self, zspage: int, cid: int, index: int, size: int) -> bytes:
+        start = index * size
+        page = start >> PAGE_SHIFT
+        in_page = start & (PAGE_SIZE - 1)
+        first = (self._zs_frames[zspage * self.chain + page] << PAGE_SHIFT) + in_page
+        room = PAGE_SIZE - in_page
+        if size <= room:
+            return self._arena[first : first + size]
+        second = self._zs_frames[zspage * self.chain + page + 1] << PAGE_SHIFT
+        return self._arena[first : first + room] + self._arena[second : second + size - room]
+
+    def _write_chunk(self, zspage: int, cid: int, index: int, chunk: bytes) -> None:
+        size = len(chunk)
+        start = index * size
+        page = start >> PAGE_SHIFT
+        in_page = start & (PAGE_SIZE - 1)
+        first = (self._zs_frames[zspage * self.chain + page] << PAGE_SHIFT) + in_page
+        room = PAGE_SIZE - in_page
+        if size <= room:
+            self._mem[first : first + size] = chunk
+        else:
+            self._mem[first : first + room] = chunk[:room]
+            second = self._zs_frames[zspage * self.chain + page + 1] << PAGE_SHIFT
+            self._mem[second : second + size - room] = chunk[room:]
+
+    # ------------------------------------------------------------------ accounting
+
+    @property
+    def objects_used(self) -> int:
+        """Live objects in the whole pool."""
+        return sum(self._objs_used)
+
+    def class_stats(self) -> list[ClassStats]:
+        """One `ClassStats` per distinct class, smallest first."""
+        rows = []
+        for c in self.table.classes:
+            base = c.cid * NR_GROUPS
+            allocated = self._objs_allocated[c.cid]
+            rows.append(
+                ClassStats(
+                    index=c.index,
+                    size=c.size,
+                    zspages_by_group=tuple(self._group_count[base + 1 : base + NR_GROUPS]),
+                    objs_allocated=allocated,
+                    objs_used=self._objs_used[c.cid],
+                    pages_used=allocated // c.objs_per_zspage * c.pages_per_zspage,
+                    pages_per_zspage=c.pages_per_zspage,
+                    objs_per_zspage=c.objs_per_zspage,
+                    freeable=self.can_compact(c.cid),
+                )
+            )
+        return rows
+
+    def format_classes(self) -> str:
+        """The pool's class table in the layout of zsmalloc's debugfs ``classes`` file."""
+        groups = ("10%", "20%", "30%", "40%", "50%", "60%", "70%", "80%", "90%", "99%", "100%")
+        lines = [
+            f" {'class':>5} {'size':>5} "
+            + "".join(f"{g:>9} " for g in groups)
+            + f"{'obj_allocated':>13} {'obj_used':>10} {'pages_used':>10} "
+            + f"{'pages_per_zspage':>16} {'freeable':>8}"
+        ]
+        totals = [0] * len(groups)
+        total_objs = total_used = total_pages = total_freeable = 0
+        for row in self.class_stats():
+            line = f" {row.index:5d} {row.size:5d} " + "".join(f"{n:9d} " for n in row.zspages_by_group)
+            line += f"{row.objs_allocated:13d} {row.objs_used:10d} {row.pages_used:10d} "
+            line += f"{row.pages_per_zspage:16d} {row.freeable:8d}"
+            lines.append(line)
+            totals = [a + b for a, b in zip(totals, row.zspages_by_group, strict=True)]
+            total_objs += row.objs_allocated
+            total_used += row.objs_used
+            total_pages += row.pages_used
+            total_freeable += row.freeable
+        lines.append("")
+        lines.append(
+            f" {'Total':>5} {'':>5} "
+            + "".join(f"{n:9d} " for n in totals)
+            + f"{total_objs:13d} {total_used:10d} {total_pages:10d} {'':>16} {total_freeable:8d}"
+        )
+        return "\n".join(lines) + "\n"
+
+    def metadata_bytes(self) -> int:
+        """Bytes of bookkeeping the pool has committed beside the arena: the per-zspage arrays for
+        the zspage ids used so far, plus the fixed per-class tables."""
+        per_class = sum(a.itemsize * len(a) for a in (self._group_heads, self._group_count))
+        per_class += sum(a.itemsize * len(a) for a in (self._objs_allocated, self._objs_used))
+        per_zspage = self._meta.bytes_per_entry()
+        return per_class + per_zspage * self.zspage_ids_touched
+
+    def check_consistency(self) -> dict[int, int]:
+        """Recount everything from the zspage arrays and raise AssertionError on any mismatch
+        with the running counters. Returns {location: owner} for every live object."""
+        live: dict[int, int] = {}
+        pages = 0
+        objs_allocated = [0] * len(self._size)
+        objs_used = [0] * len(self._size)
+        group_count = [0] * len(self._group_count)
+        listed: set[int] = set()
+        for cid in range(len(self._size)):
+            for group in range(NR_GROUPS):
+                slot = cid * NR_GROUPS + group
+                zspage, prev = self._group_heads[slot], -1
+                while zspage >= 0:
+                    assert zspage not in listed, f"zspage {zspage} listed twice"
+                    listed.add(zspage)
+                    assert self._zs_prev[zspage] == prev, f"broken prev link at zspage {zspage}"
+                    assert self._zs_class[zspage] == cid
+                    assert self._zs_group[zspage] == group
+                    assert group != RATIO_0, f"empty zspage {zspage} not released"
+                    assert self._fullness(zspage, cid) == group, f"zspage {zspage} in wrong group"
+                    group_count[slot] += 1
+                    pages += self._pages[cid]
+                    objs_allocated[cid] += self._objs[cid]
+                    inuse = self._count_live(zspage, cid, live)
+                    assert inuse == self._zs_inuse[zspage], f"zspage {zspage}: {inuse} live objects"
+                    objs_used[cid] += inuse
+                    prev, zspage = zspage, self._zs_next[zspage]
+                has_any = self._group_heads[slot] >= 0
+                if RATIO_0 < group < RATIO_100:
+                    assert bool(self._nonfull_mask[cid] >> group & 1) == has_any, "stale nonfull mask"
+        assert pages == self.pages_allocated, f"pages {pages} != counter {self.pages_allocated}"
+        assert objs_allocated == list(self._objs_allocated), "objs_allocated counters disagree"
+        assert objs_used == list(self._objs_used), "objs_used counters disagree"
+        assert group_count == list(self._group_count), "group counters disagree"
+        assert len(listed) + self._nfree_ids == self.zspage_ids_touched, "zspage ids leaked"
+        assert pages + self._nfree_frames == self.frames_touched, "frames leaked"
+        return live
+
+    def _count_live(self, zspage: int, cid: int, live: dict[int, int]) -> int:
+        if cid == self._huge_cid:
+            live[zspage << OBJ_INDEX_BITS] = self._zs_huge_owner[zspage]
+            return 1
+        free: set[int] = set()
+        index = self._zs_free[zspage]
+        while index != FREE_END:
+            assert index not in free and index < self._zs_bump[zspage], "corrupt free list"
+            free.add(index)
+            index = _HEADER.unpack_from(self._arena, self._object_offset(zspage, cid, index))[0] >> 1
+        count = 0
+        for index in range(self._zs_bump[zspage]):
+            header = _HEADER.unpack_from(self._arena, self._object_offset(zspage, cid, index))[0]
+            assert bool(header & 1) != (index in free), f"object {index} tag disagrees with free list"
+            if header & 1:
+                live[zspage << OBJ_INDEX_BITS | index] = header >> 1
+                count += 1
+        return count
+
+    def close(self) -> None:
+        """Release the arena and the bookkeeping (the pool is unusable afterwards)."""
+        self._mem.release()
+        self._arena.close()
+        self._meta.close()
+
+
+class _ReservedArrays:
+    """Typed arrays of `entries` elements carved out of one reserved anonymous mapping.
+
+    The mapping is ``MAP_NORESERVE`` and zero-filled by the kernel, so an array costs memory only
+    for the pages of it that are touched, and element access is as fast as `array.array`.
+    """
+
+    def __init__(self, entries: int) -> None:
+        self.entries = entries
+        self._specs: list[tuple[str, int]] = []
+        self._views: list[memoryview[int]] = []
+        self._maps: list[mmap.mmap] = []
+
+    def carve(self, fmt: IntFormat, per_entry: int) -> memoryview[int]:
+        nbytes = struct.calcsize(fmt) * per_entry * self.entries
+        region = mmap.mmap(-1, nbytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | _MAP_NORESERVE)
+        raw = memoryview(region)
+        view = raw.cast(fmt)
+        self._maps.append(region)
+        self._views.extend((view, raw))
+        self._specs.append((fmt, per_entry))
+        return view
+
+    def bytes_per_entry(self) -> int:
+        return sum(struct.calcsize(fmt) * per for fmt, per in self._specs)
+
+    def close(self) -> None:
+        for view in self._views:
+            view.release()
+        for region in self._maps:
+            region.close()
