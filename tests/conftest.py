@@ -1,0 +1,39 @@
+"""Shared fixtures: the 64 MiB corpus of reference §5, built once per session."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+from pathlib import Path
+
+import pytest
+
+CORPUS_SHA256 = "fa2184640cee654809bae29d8e63ff9a1950e0d149f11c1ab4b1fc97d2286aea"
+
+
+@pytest.fixture(scope="session")
+def corpus64(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The reference corpus: a reproducible tar of Python's library and the docs, cut at 64 MiB.
+
+    On the reference machine its sha256 is CORPUS_SHA256; elsewhere the content differs, which
+    is fine for side-by-side comparisons (both sides get the same bytes)."""
+    path = tmp_path_factory.mktemp("corpus") / "corpus64.img"
+    roots = [r for r in ("usr/lib/python3.11", "usr/share/doc") if (Path("/") / r).is_dir()]
+    if not roots:
+        pytest.skip("no /usr/lib/python3.11 or /usr/share/doc to build the corpus from")
+    tar = subprocess.Popen(
+        ["tar", "--sort=name", "--mtime=@0", "--owner=0", "--group=0", "--numeric-owner", "-cf", "-", *roots],
+        cwd="/",
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    assert tar.stdout is not None
+    data = tar.stdout.read(64 << 20)
+    tar.kill()
+    tar.wait()
+    path.write_bytes(data)
+    return path
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
