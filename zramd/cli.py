@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
+import os
 import sys
 import time
 from collections.abc import Callable, Sequence
 from typing import NoReturn
 
 from zramd import compress
+from zramd.config import ServeConfig
 from zramd.errors import UserError
 from zramd.units import SizeError, format_size, parse_size
 
@@ -93,6 +96,86 @@ def cmd_estimate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _require_root(action: str) -> None:
+    if os.geteuid() != 0:
+        raise UserError(f"{action} needs root (it mounts a FUSE filesystem and manages loop devices)")
+
+
+def default_disksize() -> int:
+    """zram-generator's default: min(RAM / 2, 4 GiB)."""
+    with open("/proc/meminfo", encoding="ascii") as f:
+        for line in f:
+            if line.startswith("MemTotal:"):
+                ram = int(line.split()[1]) * 1024
+                return min(ram // 2, 4 << 30)
+    return 4 << 30
+
+
+def _serve_config(args: argparse.Namespace, ready_fd: int | None = None) -> ServeConfig:
+    return ServeConfig(
+        mountpoint=args.mountpoint,
+        disksize=args.size if args.size is not None else default_disksize(),
+        algorithm=args.algorithm,
+        mem_limit=args.mem_limit,
+        allow_other=args.allow_other,
+        ready_fd=ready_fd,
+    )
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from zramd import daemon
+
+    _require_root("zramd run")
+    logging.basicConfig(level=args.log_level.upper(), format="zramd[%(process)d]: %(levelname)s: %(message)s")
+    return daemon.run(_serve_config(args, args.ready_fd))
+
+
+def cmd_start(args: argparse.Namespace) -> int:
+    from zramd import control
+
+    _require_root("zramd start")
+    config = _serve_config(args)
+    message = control.start(config, args.log_level, timeout=args.timeout)
+    print(message)
+    return 0
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    from zramd import control
+
+    _require_root("zramd stop")
+    print(control.stop(args.mountpoint, timeout=args.timeout))
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from zramd import control
+
+    rows = control.status(args.mountpoints)
+    if args.json:
+        print(json.dumps([row.as_dict() for row in rows], indent=2))
+    else:
+        print(control.format_status(rows, raw_bytes=args.bytes), end="")
+    return 0
+
+
+def _add_device_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("mountpoint", metavar="MOUNTPOINT", help="an empty directory to mount on")
+    parser.add_argument(
+        "--size", type=_size, default=None, help="disk size, e.g. 512M or 4G (default: min(RAM/2, 4G))"
+    )
+    parser.add_argument("--algorithm", type=_algorithm, default=compress.DEFAULT_ALGORITHM, help="lzo or lz4")
+    parser.add_argument(
+        "--mem-limit", type=_size, default=0, metavar="SIZE", help="pool memory limit (0: none)"
+    )
+    parser.add_argument(
+        "--allow-other", action="store_true", help="let other users through (file permissions still apply)"
+    )
+    parser.add_argument(
+        "--log-level", choices=["debug", "info", "warning", "error"], default="info", help="daemon log level"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="zramd", description="A userspace clone of Linux zram, served over FUSE.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
@@ -108,6 +191,27 @@ def build_parser() -> argparse.ArgumentParser:
     est.add_argument("--classes", action="store_true", help="also print the pool's size-class table")
     est.add_argument("--json", action="store_true", help="print the mm_stat fields as JSON")
     est.set_defaults(func=cmd_estimate)
+
+    start = sub.add_parser("start", help="mount a device in the background; returns once it serves")
+    _add_device_options(start)
+    start.add_argument("--timeout", type=float, default=30, help="seconds to wait for the mount (default 30)")
+    start.set_defaults(func=cmd_start)
+
+    run = sub.add_parser("run", help="mount a device and serve it in the foreground (for systemd)")
+    _add_device_options(run)
+    run.add_argument("--ready-fd", type=int, default=None, help=argparse.SUPPRESS)
+    run.set_defaults(func=cmd_run)
+
+    stop = sub.add_parser("stop", help="unmount a device and wait for its daemon to exit")
+    stop.add_argument("mountpoint", metavar="MOUNTPOINT")
+    stop.add_argument("--timeout", type=float, default=30, help="seconds to wait for the daemon (default 30)")
+    stop.set_defaults(func=cmd_stop)
+
+    status = sub.add_parser("status", help="one row per device, like zramctl")
+    status.add_argument("mountpoints", nargs="*", metavar="MOUNTPOINT", help="default: every zramd mount")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.add_argument("--bytes", action="store_true", help="sizes in bytes instead of human units")
+    status.set_defaults(func=cmd_status)
     return parser
 
 

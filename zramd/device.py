@@ -150,15 +150,19 @@ class ZramDevice:
         return self.disksize != 0
 
     def set_comp_algorithm(self, name: str) -> None:
-        """Select the algorithm for the next initialisation (EINVAL unknown, EBUSY once init)."""
+        """Select the algorithm for the next initialisation (EINVAL unknown, EBUSY once init).
+
+        Names match as the kernel's ``sysfs_streq`` does (one trailing newline ignored), and the
+        name is kept as given: like zram, ``lzo\\n`` selects lzo but is then shown unbracketed.
+        """
         with self.lock:
             try:
-                backend = compress.lookup(name)
+                compress.lookup(name.removesuffix("\n"))
             except KeyError as exc:
                 raise InvalidArgument(str(exc)) from None
             if self.initialized:
                 raise DeviceBusy("comp_algorithm can only be changed before disksize is set")
-            self.comp_algorithm = backend.name
+            self.comp_algorithm = name
 
     def set_disksize(self, nbytes: int) -> None:
         """Initialise the device with `nbytes` (rounded up to a page): build the slot table and
@@ -166,9 +170,9 @@ class ZramDevice:
         with self.lock:
             if self.initialized:
                 raise DeviceBusy("the device is already initialised; write 1 to reset first")
-            disksize = round_up_to_page(nbytes)
-            if disksize == 0:
+            if nbytes <= 0:
                 raise InvalidArgument("disksize must be greater than zero")
+            disksize = round_up_to_page(nbytes)
             nr_pages = disksize >> PAGE_SHIFT
             try:
                 handle = self._reserve(nr_pages, "Q")
@@ -177,7 +181,7 @@ class ZramDevice:
             except (OSError, ValueError, OverflowError) as exc:
                 self._release_table()
                 raise NoMemory(f"cannot reserve memory for a {disksize}-byte device: {exc}") from None
-            backend = compress.lookup(self.comp_algorithm)
+            backend = compress.lookup(self.comp_algorithm.removesuffix("\n"))
             self._handle, self._flags, self._pool = handle, flags, pool
             self._nr_pages = nr_pages
             self._compress, self._decompress = backend.compress, backend.decompress
@@ -200,6 +204,15 @@ class ZramDevice:
             region.close()
         self._views, self._maps = [], []
         self._handle = self._flags = memoryview(b"")
+
+    def open_disk(self) -> None:
+        """Count an opener of the disk (reset is refused while there is one)."""
+        with self.lock:
+            self.openers += 1
+
+    def close_disk(self) -> None:
+        with self.lock:
+            self.openers -= 1
 
     def set_mem_limit(self, nbytes: int) -> None:
         """Limit the pool to `nbytes` rounded up to whole pages; 0 removes the limit."""
@@ -234,6 +247,12 @@ class ZramDevice:
             self.mem_limit_pages = 0
             self.comp_algorithm = compress.DEFAULT_ALGORITHM
             self._zero_stats()
+
+    def reset_for_exit(self) -> None:
+        """Release everything when the daemon exits, whoever still has the disk open."""
+        with self.lock:
+            self.openers = 0
+            self.reset()
 
     # ------------------------------------------------------------------ the slot table
 

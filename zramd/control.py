@@ -1,0 +1,261 @@
+"""Controlling daemons from the outside: `zramd start`, `zramd stop` and `zramd status`.
+
+Owns: spawning a background daemon and waiting for it to report readiness (or its start-up
+error) on a pipe; stopping one by unmounting its mount point and waiting for its process to exit;
+reading the attribute files of running devices into zramctl-style rows.
+Must not: import pyfuse3 or trio (this runs in the short-lived CLI process).
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from zramd.config import ServeConfig
+from zramd.errors import UserError
+from zramd.mounts import (
+    FSTYPE,
+    is_dead_mount,
+    loop_devices_for,
+    mount_entry,
+    mount_table,
+    unmount,
+    zramd_mounts,
+)
+from zramd.units import format_size
+
+RUN_DIR = Path("/run/zramd")
+
+
+def _run_name(mountpoint: str) -> str:
+    return mountpoint.strip("/").replace("/", "-") or "-"
+
+
+def pidfile_for(mountpoint: str) -> Path:
+    return RUN_DIR / f"{_run_name(mountpoint)}.pid"
+
+
+def logfile_for(mountpoint: str) -> Path:
+    return RUN_DIR / f"{_run_name(mountpoint)}.log"
+
+
+def start(config: ServeConfig, log_level: str = "info", timeout: float = 30) -> str:
+    """Spawn `zramd run` in a new session and wait until it serves; return a one-line summary.
+    Raises UserError with the daemon's own start-up error when it fails."""
+    mountpoint = os.path.abspath(config.mountpoint)
+    RUN_DIR.mkdir(parents=True, exist_ok=True)
+    log_path = logfile_for(mountpoint)
+    read_end, write_end = os.pipe()
+    cmd = [
+        sys.executable, "-m", "zramd", "run", mountpoint,
+        "--size", str(config.disksize), "--algorithm", config.algorithm,
+        "--mem-limit", str(config.mem_limit), "--log-level", log_level,
+        "--ready-fd", str(write_end),
+    ]  # fmt: skip
+    if config.allow_other:
+        cmd.append("--allow-other")
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            pass_fds=(write_end,),
+            start_new_session=True,
+        )
+    os.close(write_end)
+    try:
+        message = _read_ready(read_end, proc, timeout)
+    finally:
+        os.close(read_end)
+    if message == "READY":
+        size = format_size(config.disksize)
+        return f"zramd: serving {mountpoint}/disk ({size}, {config.algorithm}), pid {proc.pid}"
+    if message.startswith("ERROR "):
+        proc.wait(timeout=10)
+        raise UserError(message.removeprefix("ERROR "))
+    code = proc.poll()
+    tail = _log_tail(log_path)
+    if code is None:
+        proc.terminate()
+        raise UserError(f"the daemon did not become ready within {timeout:g} s (log: {log_path}){tail}")
+    raise UserError(f"the daemon exited with status {code} before serving (log: {log_path}){tail}")
+
+
+def _read_ready(fd: int, proc: subprocess.Popen[bytes], timeout: float) -> str:
+    deadline = time.monotonic() + timeout
+    data = b""
+    while b"\n" not in data:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return ""
+        ready, _, _ = select.select([fd], [], [], min(remaining, 0.5))
+        if ready:
+            chunk = os.read(fd, 4096)
+            if not chunk:
+                break  # the daemon closed the pipe: it exited
+            data += chunk
+        elif proc.poll() is not None and not data:
+            break
+    return data.decode(errors="replace").strip()
+
+
+def _log_tail(path: Path) -> str:
+    try:
+        lines = path.read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return ""
+    return f": {lines[-1]}" if lines else ""
+
+
+def daemon_pid(mountpoint: str) -> int | None:
+    try:
+        return int(pidfile_for(mountpoint).read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie is as good as gone
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def stop(mountpoint: str, timeout: float = 30) -> str:
+    """Unmount `mountpoint` and wait for its daemon to exit; return a one-line summary."""
+    mountpoint = os.path.abspath(mountpoint)
+    entry = mount_entry(mountpoint)
+    if entry is None or entry.fstype != FSTYPE:
+        raise UserError(f"{mountpoint} is not a zramd mount (see 'zramd status')")
+    pid = daemon_pid(mountpoint)
+    if is_dead_mount(mountpoint):
+        unmount(mountpoint, lazy=True)
+        pidfile_for(mountpoint).unlink(missing_ok=True)
+        return f"zramd: {mountpoint} was a dead mount (its daemon was killed); detached it"
+    loops = loop_devices_for(os.path.join(mountpoint, "disk"))
+    if loops:
+        raise UserError(
+            f"{mountpoint}/disk is still attached to {', '.join(loops)}; swapoff/umount and "
+            f"'losetup -d' it first"
+        )
+    unmount(mountpoint)
+    if pid is not None:
+        deadline = time.monotonic() + timeout
+        while _alive(pid):
+            if time.monotonic() > deadline:
+                raise UserError(f"the daemon (pid {pid}) is still running {timeout:g} s after the unmount")
+            time.sleep(0.05)
+    return f"zramd: stopped {mountpoint}"
+
+
+# ---------------------------------------------------------------------------- status
+
+
+@dataclass(frozen=True, slots=True)
+class StatusRow:
+    """One device, zramctl's default columns plus the raw mm_stat."""
+
+    name: str
+    algorithm: str
+    disksize: int
+    data: int
+    compr: int
+    total: int
+    streams: int
+    mountpoint: str
+    mm_stat: list[int]
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def _selected(text: str) -> str:
+    for word in text.split():
+        if word.startswith("["):
+            return word.strip("[]")
+    return "-"
+
+
+def _used_by(disk: str) -> str:
+    """Where the disk is in use, zramctl style: [SWAP] or the mount point of a filesystem on a
+    loop device over it; empty when unused."""
+    loops = loop_devices_for(disk)
+    if not loops:
+        return ""
+    with open("/proc/swaps", encoding="utf-8") as swaps:
+        swap_devices = {line.split()[0] for line in swaps.readlines()[1:] if line.strip()}
+    for loop in loops:
+        if loop in swap_devices:
+            return "[SWAP]"
+    sources = {e.source: e.mountpoint for e in mount_table()}
+    for loop in loops:
+        if loop in sources:
+            return sources[loop]
+    return loops[0]
+
+
+def status(mountpoints: list[str]) -> list[StatusRow]:
+    targets = [os.path.abspath(m) for m in mountpoints] or zramd_mounts()
+    rows = []
+    for mountpoint in targets:
+        entry = mount_entry(mountpoint)
+        if entry is None or entry.fstype != FSTYPE:
+            raise UserError(f"{mountpoint} is not a zramd mount")
+        if is_dead_mount(mountpoint):
+            raise UserError(
+                f"{mountpoint} is a dead zramd mount (its daemon was killed); run 'zramd stop' on it"
+            )
+        sysdir = Path(mountpoint) / "sys"
+        mm = [int(v) for v in (sysdir / "mm_stat").read_text().split()]
+        disk = os.path.join(mountpoint, "disk")
+        rows.append(
+            StatusRow(
+                name=disk,
+                algorithm=_selected((sysdir / "comp_algorithm").read_text()),
+                disksize=int((sysdir / "disksize").read_text()),
+                data=mm[0],
+                compr=mm[1],
+                total=mm[2],
+                streams=1,
+                mountpoint=_used_by(disk),
+                mm_stat=mm,
+            )
+        )
+    return rows
+
+
+def format_status(rows: list[StatusRow], raw_bytes: bool = False) -> str:
+    size = str if raw_bytes else format_size
+    header = ["NAME", "ALGORITHM", "DISKSIZE", "DATA", "COMPR", "TOTAL", "STREAMS", "MOUNTPOINT"]
+    table = [header] + [
+        [
+            r.name,
+            r.algorithm,
+            size(r.disksize),
+            size(r.data),
+            size(r.compr),
+            size(r.total),
+            str(r.streams),
+            r.mountpoint,
+        ]
+        for r in rows
+    ]
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    right = {2, 3, 4, 5, 6}
+    lines = []
+    for row in table:
+        cells = [cell.rjust(widths[i]) if i in right else cell.ljust(widths[i]) for i, cell in enumerate(row)]
+        lines.append(" ".join(cells).rstrip())
+    return "\n".join(lines) + "\n"

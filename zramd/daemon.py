@@ -1,0 +1,131 @@
+"""The daemon: set up one device, mount it, serve until unmounted or signalled, clean up.
+
+Owns: the process lifecycle of `zramd run` -- mount point checks, device setup from the command
+line or config, ``pyfuse3.init``/``main``/``close`` in the right order (``close(unmount=False)``
+on the error path), SIGTERM/SIGINT/SIGHUP handling, readiness reporting (systemd's READY=1 and the
+pipe `zramd start` waits on), the pid file, and the ``sys/daemon`` report.
+Must not: access its own mount (a daemon that reads or writes through its own FUSE mount can
+deadlock itself); everything it needs is in memory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import time
+
+import pyfuse3
+import trio
+
+from zramd import __version__, systemd
+from zramd.config import ServeConfig
+from zramd.control import RUN_DIR, pidfile_for
+from zramd.device import ZramDevice
+from zramd.errors import UserError, ZramError
+from zramd.fuse_ops import ZramOperations
+from zramd.mounts import FSNAME, prepare_mountpoint
+
+log = logging.getLogger(__name__)
+
+
+class Daemon:
+    """One running zramd: a device, its FUSE operations, and the serve loop."""
+
+    def __init__(self, config: ServeConfig) -> None:
+        self.config = config
+        self.device = ZramDevice()
+        self.started = time.time()
+        self.mountpoint = ""
+        self.stop_reason = ""
+
+    def setup_device(self) -> None:
+        config = self.config
+        try:
+            self.device.set_comp_algorithm(config.algorithm)
+            self.device.set_mem_limit(config.mem_limit)
+            self.device.set_disksize(config.disksize)
+        except ZramError as exc:
+            raise UserError(f"cannot set up the device: {exc}") from None
+
+    def report(self) -> str:
+        """The ``sys/daemon`` file: key: value lines about this process."""
+        lines = {
+            "pid": str(os.getpid()),
+            "version": __version__,
+            "mountpoint": self.mountpoint,
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(self.started)),
+            "uptime_seconds": str(int(time.time() - self.started)),
+        }
+        return "".join(f"{key}: {value}\n" for key, value in lines.items())
+
+    def serve(self) -> int:
+        """Mount and serve until unmounted or signalled. Returns the exit status (0)."""
+        config = self.config
+        self.mountpoint = prepare_mountpoint(config.mountpoint)
+        self.setup_device()
+        ops = ZramOperations(
+            self.device, extra_files={"daemon": self.report, "classes": self.device.format_classes}
+        )
+        options = set(pyfuse3.default_options)
+        options |= {f"fsname={FSNAME}", "subtype=zramd"}
+        if config.allow_other:
+            options.add("allow_other")
+        try:
+            pyfuse3.init(ops, self.mountpoint, options)
+        except RuntimeError as exc:
+            raise UserError(f"cannot mount {self.mountpoint}: {exc}") from None
+        pidfile = pidfile_for(self.mountpoint)
+        unmount = False
+        try:
+            RUN_DIR.mkdir(parents=True, exist_ok=True)
+            pidfile.write_text(f"{os.getpid()}\n")
+            trio.run(self._main)
+            unmount = True
+        finally:
+            pyfuse3.close(unmount=unmount)
+            pidfile.unlink(missing_ok=True)
+            self.device.reset_for_exit()
+        log.info("stopped (%s)", self.stop_reason or "unmounted")
+        return 0
+
+    async def _main(self) -> None:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._watch_signals)
+            nursery.start_soon(self._announce_ready)
+            # One task: measured fastest here (fuse-performance.md), and requests are then
+            # served strictly one at a time, so a handler never interleaves with another.
+            await pyfuse3.main(min_tasks=1, max_tasks=1)
+            nursery.cancel_scope.cancel()
+
+    async def _watch_signals(self) -> None:
+        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
+            async for signum in signals:
+                self.stop_reason = f"signal {signal.Signals(signum).name}"
+                log.info("%s: unmounting %s", self.stop_reason, self.mountpoint)
+                pyfuse3.terminate()
+                return
+
+    async def _announce_ready(self) -> None:
+        device = self.device
+        status = f"serving {self.mountpoint}/disk: {device.disksize} bytes, {device.comp_algorithm}"
+        log.info("%s", status)
+        systemd.notify(f"READY=1\nSTATUS={status}\nMAINPID={os.getpid()}")
+        if self.config.ready_fd is not None:
+            try:
+                os.write(self.config.ready_fd, b"READY\n")
+                os.close(self.config.ready_fd)
+            except OSError:
+                pass  # `zramd start` went away; nothing to tell
+
+
+def run(config: ServeConfig) -> int:
+    """Serve `config` in the foreground; start-up errors go to the ready pipe too."""
+    try:
+        return Daemon(config).serve()
+    except UserError as exc:
+        if config.ready_fd is not None:
+            with contextlib.suppress(OSError):  # `zramd start` went away
+                os.write(config.ready_fd, f"ERROR {exc}\n".encode())
+        raise
