@@ -24,7 +24,7 @@ from zramd.config import ServeConfig
 from zramd.control import RUN_DIR, pidfile_for
 from zramd.device import ZramDevice
 from zramd.errors import UserError, ZramError
-from zramd.fuse_ops import ZramOperations
+from zramd.fuse_ops import HAS_FALLOCATE, ZramOperations
 from zramd.mounts import FSNAME, prepare_mountpoint
 
 log = logging.getLogger(__name__)
@@ -65,6 +65,11 @@ class Daemon:
         config = self.config
         self.mountpoint = prepare_mountpoint(config.mountpoint)
         self.setup_device()
+        if not HAS_FALLOCATE:
+            log.warning(
+                "this pyfuse3 has no fallocate support: discard/TRIM will not free memory "
+                "(install zramd with scripts/bootstrap, which builds the patched pyfuse3)"
+            )
         ops = ZramOperations(
             self.device, extra_files={"daemon": self.report, "classes": self.device.format_classes}
         )

@@ -353,7 +353,7 @@ class ZramDevice:
 
     # ------------------------------------------------------------------ byte-range I/O
 
-    def write(self, offset: int, data: bytes) -> int:
+    def write(self, offset: int, data: bytes | bytearray | memoryview) -> int:
         """Write `data` at byte `offset`; returns the bytes written.
 
         Whole pages are stored directly; partial pages are read, patched and stored again. A
@@ -418,22 +418,19 @@ class ZramDevice:
                 self._account(self.stat_read, pos, started)
             return parts[0] if len(parts) == 1 else b"".join(parts)
 
-    def discard(self, offset: int, length: int) -> None:
-        """Free the pages in [offset, offset+length) (a DISCARD or WRITE_ZEROES request).
+    def discard(self, offset: int, length: int, write_zeroes: bool = False) -> None:
+        """Free the pages in [offset, offset+length): a DISCARD, or a WRITE_ZEROES when
+        `write_zeroes` (zram treats both alike; they differ only in the block statistics).
 
         Every whole page covered is freed and counted in notify_free, written or not. Partial
         pages at the edges are zeroed in place, so the whole range reads back as zeros, as a
-        punched hole in a file must. A range starting past the end raises NoSpace; one running
-        past the end is cut at the end.
+        punched hole in a file must. A range starting at or past the end raises InvalidArgument
+        (the block layer's answer); one running past the end is cut at the end.
         """
         with self.lock:
             started = time.monotonic_ns()
-            if offset < 0 or length < 0:
-                raise InvalidArgument("negative offset or length")
-            if length == 0:
-                return
-            if offset >= self.disksize:
-                raise NoSpace(f"discard at {offset} is past the end of the disk ({self.disksize} bytes)")
+            if offset < 0 or length <= 0 or offset >= self.disksize:
+                raise InvalidArgument(f"discard of {length} bytes at {offset}: outside the disk")
             end = min(offset + length, self.disksize)
             first = -(-offset // PAGE_SIZE)  # first whole page
             last = end // PAGE_SIZE  # one past the last whole page
@@ -449,7 +446,7 @@ class ZramDevice:
             for index in range(first, last):
                 self._free_slot(index)
             self.notify_free += max(0, last - first)
-            self._account(self.stat_discard, end - offset, started)
+            self._account(self.stat_write if write_zeroes else self.stat_discard, end - offset, started)
 
     def _zero_partial(self, start: int, end: int) -> None:
         """Zero bytes [start, end) that lie within one page, keeping the rest of the page."""

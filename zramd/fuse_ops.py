@@ -46,6 +46,16 @@ log = logging.getLogger(__name__)
 ROOT_INODE = pyfuse3.ROOT_INODE
 DISK_NAME = "disk"
 SYS_NAME = "sys"
+# fallocate modes (linux/falloc.h); pyfuse3 exports them only when built with fallocate support.
+FALLOC_FL_KEEP_SIZE = 0x01
+FALLOC_FL_PUNCH_HOLE = 0x02
+FALLOC_FL_ZERO_RANGE = 0x10
+FALLOCATE_MODES = {
+    FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,  # discard
+    FALLOC_FL_ZERO_RANGE,  # write zeroes (fallocate -z on the file itself)
+    FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE,  # write zeroes (what a loop device sends)
+}
+HAS_FALLOCATE = hasattr(pyfuse3.Operations, "fallocate")  # our patched pyfuse3 build
 ATTR_TIMEOUT = 1.0  # seconds the kernel may cache attributes; size changes are invalidated
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 
@@ -306,6 +316,21 @@ class ZramOperations(pyfuse3.Operations):
         except OSError as exc:  # ENOENT: the kernel has not looked the disk up yet
             if exc.errno != errno.ENOENT:
                 log.warning("could not invalidate the disk's cached size: %s", exc)
+
+    @replies_errno
+    async def fallocate(self, fh: int, mode: int, offset: int, length: int) -> None:
+        """Discard (PUNCH_HOLE|KEEP_SIZE) and write-zeroes (ZERO_RANGE, with or without
+        KEEP_SIZE) free the pages they cover, as REQ_OP_DISCARD / REQ_OP_WRITE_ZEROES do on zram.
+        A loop device sends exactly these two (modes 3 and 17); it must never be refused them, or
+        it silently turns discard off. Every other mode is EOPNOTSUPP, like on a block device;
+        a range reaching past the end without KEEP_SIZE is EINVAL (the disk cannot grow)."""
+        handle = self._handle(fh)
+        if not handle.is_disk or mode not in FALLOCATE_MODES:
+            raise pyfuse3.FUSEError(errno.EOPNOTSUPP)
+        if offset + length > self.device.disksize and not mode & FALLOC_FL_KEEP_SIZE:
+            raise pyfuse3.FUSEError(errno.EINVAL)
+        self.device.discard(offset, length, write_zeroes=bool(mode & FALLOC_FL_ZERO_RANGE))
+        self.disk_mtime_ns = time.time_ns()
 
     @replies_errno
     async def flush(self, fh: int) -> None:

@@ -1,0 +1,298 @@
+"""Tier 5: a real zramd mount, driven through the CLI and plain file I/O.
+
+Each test starts its own daemon with `zramd start` in a temporary directory and stops it (or
+forcibly cleans up) afterwards; they skip with the reason where FUSE or root is missing.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import mmap
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.mount_util import Mount, force_cleanup, fuse_unavailable, zramd, zramd_mount
+from zramd.control import daemon_pid
+from zramd.mounts import mount_entry
+
+MiB = 1 << 20
+
+
+def wait_gone(pid: int, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"pid {pid} still running")
+
+
+def test_tree_shape_and_disk_file(tmp_path: Path) -> None:
+    with zramd_mount(tmp_path / "m", "--size", "8M") as mount:
+        assert sorted(os.listdir(mount.path)) == ["disk", "sys"]
+        assert {"disksize", "mm_stat", "io_stat", "reset", "comp_algorithm", "daemon"} <= set(
+            os.listdir(mount.sys)
+        )
+        st = os.stat(mount.disk)
+        assert (st.st_size, st.st_mode & 0o7777, st.st_uid, st.st_gid) == (8 * MiB, 0o600, 0, 0)
+        entry = mount_entry(str(mount.path))
+        assert entry is not None and entry.fstype == "fuse.zramd"
+        assert mount.attr("initstate") == "1\n"
+        assert mount.attr("comp_algorithm") == "[lzo] lz4 \n"
+        report = dict(line.split(": ", 1) for line in mount.attr("daemon").splitlines())
+        assert int(report["pid"]) == mount.pid
+
+
+def test_unwritten_pages_read_as_zeros_and_cost_nothing(tmp_path: Path) -> None:
+    with zramd_mount(tmp_path / "m", "--size", "16M") as mount:
+        with open(mount.disk, "rb") as f:
+            data = f.read()
+        assert data == bytes(16 * MiB)
+        assert mount.mm_stat() == [0] * 9
+
+
+def test_direct_and_buffered_io_round_trip(tmp_path: Path) -> None:
+    payload = os.urandom(MiB) + (b"zramd text " * 300_000)[: 3 * MiB]
+    with zramd_mount(tmp_path / "m", "--size", "8M") as mount:
+        fd = os.open(mount.disk, os.O_RDWR | os.O_DIRECT)
+        try:
+            buf = mmap.mmap(-1, len(payload))  # page-aligned memory for O_DIRECT
+            buf.write(payload)
+            assert os.pwrite(fd, buf, 4 * MiB) == len(payload)
+            back = mmap.mmap(-1, len(payload))
+            assert os.preadv(fd, [back], 4 * MiB) == len(payload)
+            assert bytes(back) == payload
+        finally:
+            os.close(fd)
+        with open(mount.disk, "r+b") as f:  # buffered, unaligned
+            f.seek(12345)
+            f.write(b"hello, zram")
+            f.flush()
+            os.fsync(f.fileno())
+        with open(mount.disk, "rb") as f:
+            f.seek(12340)
+            assert f.read(20) == bytes(5) + b"hello, zram" + bytes(4)
+        orig, _compr, used, *_rest = mount.mm_stat()
+        assert orig == 4 * MiB + 4096  # the 1 MiB random + 3 MiB text, plus the patched page
+        assert 0 < used < orig
+
+
+def test_io_at_and_past_the_end(tmp_path: Path) -> None:
+    with zramd_mount(tmp_path / "m", "--size", "1M") as mount:
+        fd = os.open(mount.disk, os.O_RDWR)
+        try:
+            with pytest.raises(OSError) as past:
+                os.pwrite(fd, b"x" * 4096, MiB)
+            assert past.value.errno == errno.ENOSPC
+            assert os.pwrite(fd, b"y" * 8192, MiB - 4096) == 4096  # cut short at the end
+            assert os.pread(fd, 8192, MiB - 4096) == b"y" * 4096
+            assert os.pread(fd, 100, MiB) == b""
+        finally:
+            os.close(fd)
+        assert mount.mm_stat()[0] == 4096
+
+
+def test_mem_limit_makes_writes_fail_with_eio_and_keeps_old_data(tmp_path: Path) -> None:
+    with zramd_mount(tmp_path / "m", "--size", "8M", "--mem-limit", "256K") as mount:
+        first = os.urandom(4096)
+        fd = os.open(mount.disk, os.O_RDWR | os.O_DIRECT)
+        try:
+            buf = mmap.mmap(-1, 4096)
+            buf.write(first)
+            os.pwrite(fd, buf, 0)
+            written = 1
+            with pytest.raises(OSError) as failed:
+                for page in range(1, 200):
+                    buf.seek(0)
+                    buf.write(os.urandom(4096))
+                    os.pwrite(fd, buf, page * 4096)
+                    written += 1
+            assert failed.value.errno == errno.EIO
+            assert written == 64  # 256 KiB of huge pages; the 65th needs a page over the limit
+            buf.seek(0)
+            buf.write(os.urandom(4096))
+            with pytest.raises(OSError):
+                os.pwrite(fd, buf, 0)  # an overwrite that does not fit keeps the old page
+            back = mmap.mmap(-1, 4096)
+            os.preadv(fd, [back], 0)
+            assert bytes(back) == first
+        finally:
+            os.close(fd)
+        assert mount.io_stat()[1] == 2  # failed_writes
+        stat = mount.mm_stat()
+        assert stat[3] == 256 * 1024 and stat[2] == 256 * 1024
+        assert stat[4] == 256 * 1024 + 4096  # the peak records the failed attempt, like zram
+
+
+def test_namespace_changes_are_refused(tmp_path: Path) -> None:
+    with zramd_mount(tmp_path / "m", "--size", "1M") as mount:
+        cases: list[tuple[Callable[[], object], int]] = [
+            (lambda: os.truncate(mount.disk, 4096), errno.EPERM),
+            (lambda: os.chmod(mount.disk, 0o666), errno.EPERM),
+            (lambda: os.rename(mount.disk, mount.path / "other"), errno.EPERM),
+            (lambda: os.unlink(mount.disk), errno.EPERM),
+            (lambda: os.mkdir(mount.path / "dir"), errno.EPERM),
+            (lambda: open(mount.path / "new", "w").close(), errno.EPERM),
+            (lambda: os.setxattr(mount.disk, "user.x", b"1"), errno.EOPNOTSUPP),
+        ]
+        for action, expected in cases:
+            with pytest.raises(OSError) as refused:
+                action()
+            assert refused.value.errno == expected, action
+        assert os.stat(mount.disk).st_size == MiB
+        os.truncate(mount.disk, MiB)  # truncating to its own size is harmless
+
+
+def test_stop_unmounts_and_the_daemon_exits(tmp_path: Path) -> None:
+    reason = fuse_unavailable()
+    if reason:
+        pytest.skip(reason)
+    path = tmp_path / "m"
+    path.mkdir()
+    try:
+        zramd("start", str(path), "--size", "4M")
+        pid = daemon_pid(str(path))
+        assert pid is not None
+        result = zramd("stop", str(path))
+        assert "stopped" in result.stdout
+        assert mount_entry(str(path)) is None
+        wait_gone(pid)
+    finally:
+        force_cleanup(path)
+
+
+def test_sigterm_unmounts_and_exits_zero(tmp_path: Path) -> None:
+    reason = fuse_unavailable()
+    if reason:
+        pytest.skip(reason)
+    path = tmp_path / "m"
+    path.mkdir()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "zramd", "run", str(path), "--size", "4M"], stderr=subprocess.PIPE
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while not (path / "sys" / "initstate").exists():
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        (path / "disk").write_bytes(b"x" * MiB)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0
+        assert mount_entry(str(path)) is None
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        force_cleanup(path)
+
+
+def test_start_refuses_bad_mount_points(tmp_path: Path) -> None:
+    reason = fuse_unavailable()
+    if reason:
+        pytest.skip(reason)
+    full = tmp_path / "full"
+    full.mkdir()
+    (full / "file").write_text("x")
+    cases = {
+        str(tmp_path / "missing"): "does not exist",
+        str(full): "is not empty",
+        str(full / "file"): "is not a directory",
+    }
+    for mountpoint, message in cases.items():
+        result = zramd("start", mountpoint, "--size", "1M", check=False)
+        assert result.returncode == 1
+        assert message in result.stderr and result.stderr.count("\n") == 1, result.stderr
+        assert "Traceback" not in result.stderr
+    with zramd_mount(tmp_path / "m", "--size", "1M") as mount:
+        again = zramd("start", str(mount.path), "--size", "1M", check=False)
+        assert again.returncode == 1 and "already served" in again.stderr
+        assert mount.attr("initstate") == "1\n"  # the first daemon is unharmed
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--size", "12Q"], "invalid size"),
+        (["--size", "-1"], "invalid size"),
+        (["--algorithm", "zstd"], "unknown algorithm"),
+        (["--mem-limit", "lots"], "invalid size"),
+    ],
+)
+def test_bad_arguments_are_one_line(tmp_path: Path, args: list[str], message: str) -> None:
+    result = zramd("start", str(tmp_path), *args, check=False)
+    assert result.returncode == 2
+    assert message in result.stderr and result.stderr.count("\n") == 1, result.stderr
+
+
+def test_sigkill_leaves_a_dead_mount_that_start_cleans_up(tmp_path: Path) -> None:
+    reason = fuse_unavailable()
+    if reason:
+        pytest.skip(reason)
+    path = tmp_path / "m"
+    path.mkdir()
+    try:
+        zramd("start", str(path), "--size", "1M")
+        pid = daemon_pid(str(path))
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)
+        wait_gone(pid)
+        with pytest.raises(OSError) as dead:
+            os.stat(path / "disk")
+        assert dead.value.errno == errno.ENOTCONN
+        result = zramd("start", str(path), "--size", "2M")
+        assert (
+            "dead" in result.stderr
+            or "dead" in Path(f"/run/zramd/{str(path).strip('/').replace('/', '-')}.log").read_text()
+        )
+        assert os.stat(path / "disk").st_size == 2 * MiB
+        zramd("stop", str(path))
+    finally:
+        force_cleanup(path)
+
+
+def test_status_lists_devices_like_zramctl(tmp_path: Path) -> None:
+    with zramd_mount(tmp_path / "m", "--size", "64M", "--algorithm", "lz4") as mount:
+        mount.disk.write_bytes((b"status line " * 200_000)[: 2 * MiB])
+        text = zramd("status", str(mount.path)).stdout.splitlines()
+        assert text[0].split() == [
+            "NAME",
+            "ALGORITHM",
+            "DISKSIZE",
+            "DATA",
+            "COMPR",
+            "TOTAL",
+            "STREAMS",
+            "MOUNTPOINT",
+        ]
+        row = text[1].split()
+        assert row[:4] == [str(mount.disk), "lz4", "64M", "2M"]
+        data = json.loads(zramd("status", str(mount.path), "--json").stdout)
+        assert data[0]["data"] == 2 * MiB and data[0]["algorithm"] == "lz4"
+        raw = zramd("status", str(mount.path), "--bytes").stdout.splitlines()[1].split()
+        assert raw[2:4] == [str(64 * MiB), str(2 * MiB)]
+        listing = zramd("status").stdout
+        assert str(mount.disk) in listing
+
+
+def test_reset_and_reinitialise_through_the_mount(tmp_path: Path) -> None:
+    with zramd_mount(tmp_path / "m", "--size", "4M") as mount:
+        mount.disk.write_bytes(b"a" * 4096 + os.urandom(4096))
+        assert mount.mm_stat()[0] == 8192
+        mount.set("reset", "1")
+        assert mount.attr("initstate") == "0\n" and os.stat(mount.disk).st_size == 0
+        mount.set("comp_algorithm", "lz4")
+        mount.set("disksize", "8M")
+        assert os.stat(mount.disk).st_size == 8 * MiB
+        assert mount.attr("comp_algorithm") == "lzo [lz4] \n"
+        assert mount.mm_stat() == [0] * 9
+        assert Mount(mount.path).disk.read_bytes()[:8192] == bytes(8192)
