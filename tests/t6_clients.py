@@ -26,7 +26,10 @@ def fio(*args: str, timeout: float = 300) -> str:
     """Run fio (a job named "zramd" from `args`, or a job file given as the only argument)."""
     name = [] if len(args) == 1 and args[0].endswith(".fio") else ["--name=zramd"]
     result = subprocess.run(
-        ["fio", *name, "--output-format=normal", *args], capture_output=True, text=True, timeout=timeout
+        ["fio", *name, "--output-format=normal", "--verify_state_save=0", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
     assert result.returncode == 0, (
         f"fio {' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"

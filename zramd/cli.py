@@ -144,7 +144,34 @@ def cmd_stop(args: argparse.Namespace) -> int:
     from zramd import control
 
     _require_root("zramd stop")
-    print(control.stop(args.mountpoint, timeout=args.timeout))
+    print(control.stop(args.mountpoint, timeout=args.timeout, force=args.force))
+    return 0
+
+
+def cmd_swapon(args: argparse.Namespace) -> int:
+    from zramd import helpers
+
+    _require_root("zramd swapon")
+    loop = helpers.swapon(args.mountpoint, priority=args.priority, discard=args.discard)
+    print(f"zramd: swap on {loop} ({os.path.abspath(args.mountpoint)}/disk), priority {args.priority}")
+    return 0
+
+
+def cmd_swapoff(args: argparse.Namespace) -> int:
+    from zramd import helpers
+
+    _require_root("zramd swapoff")
+    for loop in helpers.swapoff(args.mountpoint):
+        print(f"zramd: swapoff {loop}, detached")
+    return 0
+
+
+def cmd_mkfs(args: argparse.Namespace) -> int:
+    from zramd import helpers
+
+    _require_root("zramd mkfs")
+    loop = helpers.mkfs(args.mountpoint, args.fs, args.mount, args.options)
+    print(f"zramd: {args.fs} on {loop} ({os.path.abspath(args.mountpoint)}/disk) mounted on {args.mount}")
     return 0
 
 
@@ -205,7 +232,27 @@ def build_parser() -> argparse.ArgumentParser:
     stop = sub.add_parser("stop", help="unmount a device and wait for its daemon to exit")
     stop.add_argument("mountpoint", metavar="MOUNTPOINT")
     stop.add_argument("--timeout", type=float, default=30, help="seconds to wait for the daemon (default 30)")
+    stop.add_argument("--force", action="store_true", help="swapoff first if the disk is active swap")
     stop.set_defaults(func=cmd_stop)
+
+    swapon = sub.add_parser("swapon", help="use the disk as swap (loop device, mkswap, swapon)")
+    swapon.add_argument("mountpoint", metavar="MOUNTPOINT")
+    swapon.add_argument(
+        "--priority", type=int, default=100, help="swap priority (default 100, like zram-generator)"
+    )
+    swapon.add_argument("--discard", action="store_true", help="free pages as swap releases them")
+    swapon.set_defaults(func=cmd_swapon)
+
+    swapoff = sub.add_parser("swapoff", help="stop swapping to the disk and detach its loop device")
+    swapoff.add_argument("mountpoint", metavar="MOUNTPOINT")
+    swapoff.set_defaults(func=cmd_swapoff)
+
+    mkfs = sub.add_parser("mkfs", help="make a scratch filesystem on the disk and mount it")
+    mkfs.add_argument("mountpoint", metavar="MOUNTPOINT")
+    mkfs.add_argument("--fs", default="ext4", help="filesystem type (default ext4)")
+    mkfs.add_argument("--mount", required=True, metavar="DIR", help="where to mount the filesystem")
+    mkfs.add_argument("--options", default="", help="mount options, e.g. discard")
+    mkfs.set_defaults(func=cmd_mkfs)
 
     status = sub.add_parser("status", help="one row per device, like zramctl")
     status.add_argument("mountpoints", nargs="*", metavar="MOUNTPOINT", help="default: every zramd mount")

@@ -32,16 +32,16 @@ from zramd.units import format_size
 RUN_DIR = Path("/run/zramd")
 
 
-def _run_name(mountpoint: str) -> str:
+def run_name(mountpoint: str) -> str:
     return mountpoint.strip("/").replace("/", "-") or "-"
 
 
 def pidfile_for(mountpoint: str) -> Path:
-    return RUN_DIR / f"{_run_name(mountpoint)}.pid"
+    return RUN_DIR / f"{run_name(mountpoint)}.pid"
 
 
 def logfile_for(mountpoint: str) -> Path:
-    return RUN_DIR / f"{_run_name(mountpoint)}.log"
+    return RUN_DIR / f"{run_name(mountpoint)}.log"
 
 
 def start(config: ServeConfig, log_level: str = "info", timeout: float = 30) -> str:
@@ -133,8 +133,11 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def stop(mountpoint: str, timeout: float = 30) -> str:
-    """Unmount `mountpoint` and wait for its daemon to exit; return a one-line summary."""
+def stop(mountpoint: str, timeout: float = 30, force: bool = False) -> str:
+    """Take down what uses the disk (`helpers.release`), unmount `mountpoint` and wait for its
+    daemon to exit; return a summary. Refuses while the disk is active swap, unless `force`."""
+    from zramd import helpers
+
     mountpoint = os.path.abspath(mountpoint)
     entry = mount_entry(mountpoint)
     if entry is None or entry.fstype != FSTYPE:
@@ -144,12 +147,7 @@ def stop(mountpoint: str, timeout: float = 30) -> str:
         unmount(mountpoint, lazy=True)
         pidfile_for(mountpoint).unlink(missing_ok=True)
         return f"zramd: {mountpoint} was a dead mount (its daemon was killed); detached it"
-    loops = loop_devices_for(os.path.join(mountpoint, "disk"))
-    if loops:
-        raise UserError(
-            f"{mountpoint}/disk is still attached to {', '.join(loops)}; swapoff/umount and "
-            f"'losetup -d' it first"
-        )
+    actions = helpers.release(mountpoint, force=force)
     unmount(mountpoint)
     if pid is not None:
         deadline = time.monotonic() + timeout
@@ -157,7 +155,7 @@ def stop(mountpoint: str, timeout: float = 30) -> str:
             if time.monotonic() > deadline:
                 raise UserError(f"the daemon (pid {pid}) is still running {timeout:g} s after the unmount")
             time.sleep(0.05)
-    return f"zramd: stopped {mountpoint}"
+    return "".join(f"zramd: {action}\n" for action in actions) + f"zramd: stopped {mountpoint}"
 
 
 # ---------------------------------------------------------------------------- status
