@@ -19,7 +19,7 @@ import time
 import pyfuse3
 import trio
 
-from zramd import __version__, systemd
+from zramd import __version__, hardening, systemd
 from zramd.config import ServeConfig
 from zramd.control import RUN_DIR, pidfile_for
 from zramd.device import ZramDevice
@@ -28,6 +28,8 @@ from zramd.fuse_ops import HAS_FALLOCATE, ZramOperations
 from zramd.mounts import FSNAME, prepare_mountpoint
 
 log = logging.getLogger(__name__)
+
+GC_INTERVAL = 5.0  # seconds between idle-time garbage collections
 
 
 class Daemon:
@@ -50,13 +52,15 @@ class Daemon:
             raise UserError(f"cannot set up the device: {exc}") from None
 
     def report(self) -> str:
-        """The ``sys/daemon`` file: key: value lines about this process."""
+        """The ``sys/daemon`` file: key: value lines about this process and its hardening."""
         lines = {
             "pid": str(os.getpid()),
             "version": __version__,
             "mountpoint": self.mountpoint,
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(self.started)),
             "uptime_seconds": str(int(time.time() - self.started)),
+            "fallocate": "yes" if HAS_FALLOCATE else "no (discard does not free memory)",
+            **hardening.self_check(),
         }
         return "".join(f"{key}: {value}\n" for key, value in lines.items())
 
@@ -77,6 +81,9 @@ class Daemon:
         options |= {f"fsname={FSNAME}", "subtype=zramd"}
         if config.allow_other:
             options.add("allow_other")
+        hardening.harden_process()
+        for key, value in hardening.self_check().items():
+            log.info("self-check: %s: %s", key, value)
         try:
             pyfuse3.init(ops, self.mountpoint, options)
         except RuntimeError as exc:
@@ -99,10 +106,18 @@ class Daemon:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._watch_signals)
             nursery.start_soon(self._announce_ready)
+            nursery.start_soon(self._collect_garbage)
             # One task: measured fastest here (fuse-performance.md), and requests are then
             # served strictly one at a time, so a handler never interleaves with another.
             await pyfuse3.main(min_tasks=1, max_tasks=1)
             nursery.cancel_scope.cancel()
+
+    async def _collect_garbage(self) -> None:
+        """The automatic collector is off (it would run in the middle of requests); collect
+        young objects every few seconds instead, between requests."""
+        while True:
+            await trio.sleep(GC_INTERVAL)
+            hardening.collect_garbage()
 
     async def _watch_signals(self) -> None:
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
