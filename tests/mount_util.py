@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from zramd.control import daemon_pid
+from zramd.control import daemon_pid, logfile_for
 from zramd.mounts import is_dead_mount, loop_devices_for, mount_entry
 
 
@@ -110,6 +110,8 @@ def zramd_mount(path: Path, *options: str) -> Iterator[Mount]:
         result = zramd("stop", str(path), check=False)
         if result.returncode != 0:
             force_cleanup(path)
+        else:
+            logfile_for(str(path)).unlink(missing_ok=True)
 
 
 @contextlib.contextmanager

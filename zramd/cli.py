@@ -14,12 +14,15 @@ import os
 import sys
 import time
 from collections.abc import Callable, Sequence
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from zramd import compress
-from zramd.config import ServeConfig
+from zramd.config import CONFIG_MOUNT_ROOT, ServeConfig
 from zramd.errors import UserError
 from zramd.units import SizeError, format_size, parse_size
+
+if TYPE_CHECKING:
+    from zramd.generator_config import DeviceSection
 
 
 class _Parser(argparse.ArgumentParser):
@@ -111,7 +114,35 @@ def default_disksize() -> int:
     return 4 << 30
 
 
+def _section(args: argparse.Namespace) -> DeviceSection:
+    from zramd.generator_config import load_config
+
+    if not args.device:
+        raise UserError("--config needs --device NAME (a [zramN] section of the file)", exit_code=2)
+    sections = load_config(args.config)
+    if args.device not in sections:
+        raise UserError(
+            f"{args.config}: no device {args.device!r} on this machine "
+            f"(configured: {', '.join(sections) or 'none'}; a size of 0 or host-memory-limit removes one)"
+        )
+    return sections[args.device]
+
+
 def _serve_config(args: argparse.Namespace, ready_fd: int | None = None) -> ServeConfig:
+    if getattr(args, "config", None):
+        section = _section(args)
+        mountpoint = args.mountpoint or str(CONFIG_MOUNT_ROOT / section.name)
+        os.makedirs(mountpoint, exist_ok=True)
+        return ServeConfig(
+            mountpoint=mountpoint,
+            disksize=section.zram_size,
+            algorithm=section.compression_algorithm,
+            mem_limit=section.resident_limit,
+            allow_other=args.allow_other,
+            ready_fd=ready_fd,
+        )
+    if not args.mountpoint:
+        raise UserError("a MOUNTPOINT is needed (or --config FILE --device NAME)", exit_code=2)
     return ServeConfig(
         mountpoint=args.mountpoint,
         disksize=args.size if args.size is not None else default_disksize(),
@@ -186,8 +217,55 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_device_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("mountpoint", metavar="MOUNTPOINT", help="an empty directory to mount on")
+def cmd_up(args: argparse.Namespace) -> int:
+    """Put a configured device to use once its daemon serves: swap or a mounted filesystem."""
+    from zramd import helpers
+
+    _require_root("zramd up")
+    section = _section(args)
+    mountpoint = args.mountpoint or str(CONFIG_MOUNT_ROOT / section.name)
+    options = [o for o in section.options.split(",") if o]
+    if section.fs_type == "swap":
+        loop = helpers.swapon(mountpoint, priority=section.swap_priority, discard="discard" in options)
+        print(f"zramd: {section.name}: swap on {loop}, priority {section.swap_priority}")
+    else:
+        if not section.mount_point:
+            raise UserError(
+                f"{args.config}: [{section.name}] has fs-type {section.fs_type} but no mount-point"
+            )
+        os.makedirs(section.mount_point, exist_ok=True)
+        loop = helpers.mkfs(mountpoint, section.fs_type, section.mount_point, section.options)
+        print(f"zramd: {section.name}: {section.fs_type} on {loop} mounted on {section.mount_point}")
+    return 0
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    """Undo `zramd up`: swapoff or unmount, and detach the loop device."""
+    from zramd import helpers
+
+    _require_root("zramd down")
+    section = _section(args)
+    mountpoint = args.mountpoint or str(CONFIG_MOUNT_ROOT / section.name)
+    for action in helpers.release(mountpoint, force=True):
+        print(f"zramd: {section.name}: {action}")
+    return 0
+
+
+def _add_config_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config", metavar="FILE", help="a zram-generator style config, e.g. /etc/zramd/zramd.conf"
+    )
+    parser.add_argument("--device", metavar="NAME", help="the [zramN] section to serve (with --config)")
+
+
+def _add_device_options(parser: argparse.ArgumentParser, config: bool = False) -> None:
+    if config:
+        parser.add_argument(
+            "mountpoint", nargs="?", metavar="MOUNTPOINT", help="default with --config: /run/zramd/NAME"
+        )
+        _add_config_options(parser)
+    else:
+        parser.add_argument("mountpoint", metavar="MOUNTPOINT", help="an empty directory to mount on")
     parser.add_argument(
         "--size", type=_size, default=None, help="disk size, e.g. 512M or 4G (default: min(RAM/2, 4G))"
     )
@@ -225,7 +303,7 @@ def build_parser() -> argparse.ArgumentParser:
     start.set_defaults(func=cmd_start)
 
     run = sub.add_parser("run", help="mount a device and serve it in the foreground (for systemd)")
-    _add_device_options(run)
+    _add_device_options(run, config=True)
     run.add_argument("--ready-fd", type=int, default=None, help=argparse.SUPPRESS)
     run.set_defaults(func=cmd_run)
 
@@ -246,6 +324,15 @@ def build_parser() -> argparse.ArgumentParser:
     swapoff = sub.add_parser("swapoff", help="stop swapping to the disk and detach its loop device")
     swapoff.add_argument("mountpoint", metavar="MOUNTPOINT")
     swapoff.set_defaults(func=cmd_swapoff)
+
+    for name, func, text in (
+        ("up", cmd_up, "put a configured device to use: swapon, or mkfs and mount"),
+        ("down", cmd_down, "undo 'zramd up': swapoff or unmount, detach the loop device"),
+    ):
+        cmd = sub.add_parser(name, help=text)
+        cmd.add_argument("mountpoint", nargs="?", metavar="MOUNTPOINT", help="default: /run/zramd/NAME")
+        _add_config_options(cmd)
+        cmd.set_defaults(func=func)
 
     mkfs = sub.add_parser("mkfs", help="make a scratch filesystem on the disk and mount it")
     mkfs.add_argument("mountpoint", metavar="MOUNTPOINT")

@@ -6,6 +6,9 @@ Owns: `ServeConfig`. Must not: import pyfuse3 or trio (the CLI imports this for 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
+
+CONFIG_MOUNT_ROOT = Path("/run/zramd")  # devices from a config file are mounted on /run/zramd/NAME
 
 
 @dataclass(frozen=True, slots=True)
