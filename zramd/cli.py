@@ -140,6 +140,7 @@ def _serve_config(args: argparse.Namespace, ready_fd: int | None = None) -> Serv
             mem_limit=section.resident_limit,
             allow_other=args.allow_other,
             ready_fd=ready_fd,
+            noop=args.noop,
         )
     if not args.mountpoint:
         raise UserError("a MOUNTPOINT is needed (or --config FILE --device NAME)", exit_code=2)
@@ -150,6 +151,7 @@ def _serve_config(args: argparse.Namespace, ready_fd: int | None = None) -> Serv
         mem_limit=args.mem_limit,
         allow_other=args.allow_other,
         ready_fd=ready_fd,
+        noop=args.noop,
     )
 
 
@@ -279,6 +281,7 @@ def _add_device_options(parser: argparse.ArgumentParser, config: bool = False) -
     parser.add_argument(
         "--log-level", choices=["debug", "info", "warning", "error"], default="info", help="daemon log level"
     )
+    parser.add_argument("--noop", action="store_true", help=argparse.SUPPRESS)  # the benchmark's ceiling
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -28,3 +28,4 @@ class ServeConfig:
     mem_limit: int = 0
     allow_other: bool = False
     ready_fd: int | None = None
+    noop: bool = False  # serve the benchmark's no-op device instead (reads zeros, drops writes)

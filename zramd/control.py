@@ -59,6 +59,8 @@ def start(config: ServeConfig, log_level: str = "info", timeout: float = 30) -> 
     ]  # fmt: skip
     if config.allow_other:
         cmd.append("--allow-other")
+    if config.noop:
+        cmd.append("--noop")
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(
             cmd,

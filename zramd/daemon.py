@@ -22,7 +22,7 @@ import trio
 from zramd import __version__, hardening, systemd
 from zramd.config import ServeConfig
 from zramd.control import RUN_DIR, pidfile_for
-from zramd.device import ZramDevice
+from zramd.device import NoopDevice, ZramDevice
 from zramd.errors import UserError, ZramError
 from zramd.fuse_ops import HAS_FALLOCATE, ZramOperations
 from zramd.mounts import FSNAME, prepare_mountpoint
@@ -37,7 +37,7 @@ class Daemon:
 
     def __init__(self, config: ServeConfig) -> None:
         self.config = config
-        self.device = ZramDevice()
+        self.device = NoopDevice() if config.noop else ZramDevice()
         self.started = time.time()
         self.mountpoint = ""
         self.stop_reason = ""

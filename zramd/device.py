@@ -279,22 +279,20 @@ class ZramDevice:
 
     def _store_page(self, index: int, page: bytes) -> None:
         """Store one whole page into slot `index` (``zram_write_page``). On failure raise
-        IOFailure and leave the old contents of the slot in place."""
-        pool = self._pool
-        assert pool is not None
+        IOFailure and leave the old contents of the slot in place. This is the per-page hot
+        path: the slot's old contents are freed inline (see `_free_slot` for the same logic)."""
         # 1. Same-filled: zero pages by one compare, others by the first/last word, then a count
         #    of the first word (512 non-overlapping matches tile the page exactly).
         if page == ZERO_PAGE:
+            word = 0
+        else:
+            first = page[:8]
+            word = -1
+            if first == page[-8:] and page.count(first) == _WORDS_PER_PAGE:
+                word = int.from_bytes(first, "little")
+        if word >= 0:
             self._free_slot(index)
-            self._handle[index] = 0
-            self._flags[index] = SAME
-            self.same_pages += 1
-            self.pages_stored += 1
-            return
-        word = page[:8]
-        if word == page[-8:] and page.count(word) == _WORDS_PER_PAGE:
-            self._free_slot(index)
-            self._handle[index] = int.from_bytes(word, "little")
+            self._handle[index] = word
             self._flags[index] = SAME
             self.same_pages += 1
             self.pages_stored += 1
@@ -308,13 +306,15 @@ class ZramDevice:
         flags = size
         if size >= self._huge_class_size:
             data, size, flags = page, PAGE_SIZE, PAGE_SIZE | HUGE
-        # 4. Allocate (compacting once if the pool is full); 5. the limit check after it.
+        # 4. Allocate and copy in (compacting once if the pool is full); 5. the limit check.
+        pool = self._pool
+        assert pool is not None
         try:
-            location = pool.malloc(size, index)
+            location = pool.store(data, index)
         except PoolExhausted:
             pool.compact()
             try:
-                location = pool.malloc(size, index)
+                location = pool.store(data, index)
             except PoolExhausted as exc:
                 raise IOFailure(str(exc)) from None
         pages = pool.pages_allocated
@@ -323,12 +323,19 @@ class ZramDevice:
         if self.mem_limit_pages and pages > self.mem_limit_pages:
             pool.free(location)
             raise IOFailure(f"mem_limit reached ({self.mem_limit_pages} pages)")
-        # 6. Copy in, then free the old contents and install the new object.
-        pool.write(location, data)
-        self._free_slot(index)
+        # 6. Free the old contents and install the new object.
+        old = self._flags[index]
+        if old & SAME:
+            self.same_pages -= 1
+        elif old:
+            pool.free(self._handle[index])
+            self.compr_data_size -= old & SIZE_MASK
+            if old & HUGE:
+                self.huge_pages -= 1
+        else:
+            self.pages_stored += 1
         self._handle[index] = location
         self._flags[index] = flags
-        self.pages_stored += 1
         self.compr_data_size += size
         if flags & HUGE:
             self.huge_pages += 1
@@ -375,6 +382,16 @@ class ZramDevice:
             length = min(length, self.disksize - offset)
             pos = 0
             try:
+                if not (offset | length) & (PAGE_SIZE - 1):  # whole pages: the common case
+                    index = offset >> PAGE_SHIFT
+                    if length == PAGE_SIZE:
+                        self._store_page(index, data)
+                    else:
+                        store = self._store_page
+                        for pos in range(0, length, PAGE_SIZE):
+                            store(index, data[pos : pos + PAGE_SIZE])
+                            index += 1
+                    pos = length
                 while pos < length:
                     index = (offset + pos) >> PAGE_SHIFT
                     in_page = (offset + pos) & (PAGE_SIZE - 1)
@@ -563,3 +580,21 @@ class ZramDevice:
             assert compr == self.compr_data_size, f"compr_data_size {self.compr_data_size} != {compr}"
             assert owners == live, "slot table and pool disagree on which objects are live"
             assert self.max_used_pages >= self._pool.pages_allocated, "mem_used_max below mem_used_total"
+
+
+class NoopDevice(ZramDevice):
+    """The benchmark's ceiling: a device whose reads return zeros and whose writes are dropped,
+    served through the same FUSE front end. Setup, attributes and counters behave as usual."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._zeros = bytes(1 << 20)
+
+    def write(self, offset: int, data: bytes | bytearray | memoryview) -> int:
+        if offset >= self.disksize:
+            raise NoSpace(f"write at {offset} is past the end of the disk ({self.disksize} bytes)")
+        return min(len(data), self.disksize - offset)
+
+    def read(self, offset: int, size: int) -> bytes:
+        size = max(0, min(size, self.disksize - offset))
+        return self._zeros[:size] if size <= len(self._zeros) else bytes(size)

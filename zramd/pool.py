@@ -109,6 +109,16 @@ class ClassStats:
     freeable: int
 
 
+def _fullness_group(inuse: int, objs: int) -> int:
+    """zsmalloc's ``get_fullness_group``: 0 empty, 11 full, else ratio // 10 + 1 (so a zspage
+    with 1 of 127 objects in use is in the 10% group, not the empty one)."""
+    if inuse == 0:
+        return RATIO_0
+    if inuse == objs:
+        return RATIO_100
+    return 100 * inuse // objs // 10 + 1
+
+
 def _no_relocate(owner: int, location: int) -> None:
     raise RuntimeError("compaction moved an object but the pool has no relocate callback")
 
@@ -152,6 +162,11 @@ class ZsPool:
         self._pages = array("B", [c.pages_per_zspage for c in classes])
         self._objs = array("H", [c.objs_per_zspage for c in classes])
         self._huge_cid = next(c.cid for c in classes if c.huge)
+        # _group_table[cid][inuse]: the fullness group of a zspage with `inuse` live objects.
+        self._group_table = [
+            bytes(_fullness_group(inuse, c.objs_per_zspage) for inuse in range(c.objs_per_zspage + 1))
+            for c in classes
+        ]
         self._objs_allocated = array("q", bytes(8 * nclasses))
         self._objs_used = array("q", bytes(8 * nclasses))
         self._group_heads = array("i", [-1]) * (nclasses * NR_GROUPS)  # list heads, class*12+group
@@ -186,29 +201,100 @@ class ZsPool:
         non-full zspage of the class is used, else a new zspage is built. Raises ValueError for
         a size outside 1..4096 and `PoolExhausted` when a new zspage does not fit.
         """
+        return self._allocate(size, owner)[0]
+
+    def store(self, data: bytes, owner: int) -> int:
+        """`malloc` for ``len(data)`` bytes and `write` `data` into it, in one step (the write
+        path's common case: it saves finding the object twice)."""
+        n = len(data)
+        location, header = self._allocate(n, owner)
+        if location & OBJ_INDEX_MASK == 0 and self._zs_class[location >> OBJ_INDEX_BITS] == self._huge_cid:
+            self._mem[header : header + n] = data
+            return location
+        start = header + HANDLE_SIZE
+        room = PAGE_SIZE - (start & (PAGE_SIZE - 1))
+        if n <= room:
+            self._mem[start : start + n] = data
+        else:  # the object straddles two frames of its zspage
+            zspage = location >> OBJ_INDEX_BITS
+            first_page = (location & OBJ_INDEX_MASK) * self._size[self._zs_class[zspage]] >> PAGE_SHIFT
+            second = self._zs_frames[zspage * self.chain + first_page + 1] << PAGE_SHIFT
+            view = memoryview(data)
+            self._mem[start : start + room] = view[:room]
+            self._mem[second : second + n - room] = view[room:]
+        return location
+
+    def _allocate(self, size: int, owner: int) -> tuple[int, int]:
+        """The body of `malloc`: returns (location, arena offset of the object's first byte).
+
+        This is the per-page hot path, so `_obj_malloc` and the fullness-group fix-up are
+        written out inline here (compaction uses the out-of-line versions).
+        """
         if not 0 < size <= PAGE_SIZE:
             raise ValueError(f"object size {size} outside 1..{PAGE_SIZE}")
         cid = self._class_for_size[size]
         mask = self._nonfull_mask[cid]
         if mask:
-            zspage = self._group_heads[cid * NR_GROUPS + mask.bit_length() - 1]
-            location = self._obj_malloc(zspage, cid, owner)
-            self._fix_fullness_group(zspage, cid)
+            group = mask.bit_length() - 1
+            zspage = self._group_heads[cid * NR_GROUPS + group]
         else:
             zspage = self._alloc_zspage(cid)
-            location = self._obj_malloc(zspage, cid, owner)
-            self._insert(zspage, cid, self._fullness(zspage, cid))
+            group = RATIO_0  # not on any list yet
+        if cid == self._huge_cid:
+            self._zs_huge_owner[zspage] = owner
+            index = 0
+            offset = self._zs_frames[zspage * self.chain] << PAGE_SHIFT
+        else:
+            free = self._zs_free
+            index = free[zspage]
+            if index >= 0:
+                start = index * self._size[cid]
+                offset = (self._zs_frames[zspage * self.chain + (start >> PAGE_SHIFT)] << PAGE_SHIFT) + (
+                    start & (PAGE_SIZE - 1)
+                )
+                free[zspage] = _HEADER.unpack_from(self._arena, offset)[0] >> 1
+            else:  # no freed objects: hand out the next never-used one
+                index = self._zs_bump[zspage]
+                self._zs_bump[zspage] = index + 1
+                start = index * self._size[cid]
+                offset = (self._zs_frames[zspage * self.chain + (start >> PAGE_SHIFT)] << PAGE_SHIFT) + (
+                    start & (PAGE_SIZE - 1)
+                )
+            _HEADER.pack_into(self._arena, offset, owner << 1 | 1)
+        inuse = self._zs_inuse[zspage] + 1
+        self._zs_inuse[zspage] = inuse
+        new_group = self._group_table[cid][inuse]
+        if new_group != group:
+            if group == RATIO_0:
+                self._insert(zspage, cid, new_group)
+            else:
+                self._move(zspage, cid, new_group)
         self._objs_used[cid] += 1
-        return location
+        return zspage << OBJ_INDEX_BITS | index, offset
 
     def free(self, location: int) -> None:
         """Free the object at `location` (``zs_free``); an emptied zspage is released at once."""
         zspage = location >> OBJ_INDEX_BITS
         cid = self._zs_class[zspage]
         self._objs_used[cid] -= 1
-        self._obj_free(zspage, cid, location & OBJ_INDEX_MASK)
-        if self._fix_fullness_group(zspage, cid) == RATIO_0:
+        if cid == self._huge_cid:
+            self._zs_huge_owner[zspage] = 0
+        else:
+            index = location & OBJ_INDEX_MASK
+            start = index * self._size[cid]
+            offset = (self._zs_frames[zspage * self.chain + (start >> PAGE_SHIFT)] << PAGE_SHIFT) + (
+                start & (PAGE_SIZE - 1)
+            )
+            _HEADER.pack_into(self._arena, offset, self._zs_free[zspage] << 1)
+            self._zs_free[zspage] = index
+        inuse = self._zs_inuse[zspage] - 1
+        self._zs_inuse[zspage] = inuse
+        if inuse == 0:
             self._free_zspage(zspage, cid)
+            return
+        new_group = self._group_table[cid][inuse]
+        if new_group != self._zs_group[zspage]:
+            self._move(zspage, cid, new_group)
 
     def _obj_malloc(self, zspage: int, cid: int, owner: int) -> int:
         """Take the head of `zspage`'s free list and tag it with `owner`; return the location."""
@@ -288,13 +374,7 @@ class ZsPool:
         self._objs_allocated[cid] -= self._objs[cid]
 
     def _fullness(self, zspage: int, cid: int) -> int:
-        inuse = self._zs_inuse[zspage]
-        objs = self._objs[cid]
-        if inuse == 0:
-            return RATIO_0
-        if inuse == objs:
-            return RATIO_100
-        return 100 * inuse // objs // 10 + 1
+        return self._group_table[cid][self._zs_inuse[zspage]]
 
     def _fix_fullness_group(self, zspage: int, cid: int) -> int:
         group = self._fullness(zspage, cid)
@@ -302,6 +382,33 @@ class ZsPool:
             self._remove(zspage, cid)
             self._insert(zspage, cid, group)
         return group
+
+    def _move(self, zspage: int, cid: int, group: int) -> None:
+        """`_remove` then `_insert` (``fix_fullness_group``'s move), written out in one function
+        because the write path moves a zspage on most allocations and frees."""
+        prev_of, next_of, heads, counts = self._zs_prev, self._zs_next, self._group_heads, self._group_count
+        old = self._zs_group[zspage]
+        base = cid * NR_GROUPS
+        prev, nxt = prev_of[zspage], next_of[zspage]
+        if prev >= 0:
+            next_of[prev] = nxt
+        else:
+            heads[base + old] = nxt
+            if nxt < 0 and RATIO_0 < old < RATIO_100:
+                self._nonfull_mask[cid] &= ~(1 << old)
+        if nxt >= 0:
+            prev_of[nxt] = prev
+        counts[base + old] -= 1
+        head = heads[base + group]
+        prev_of[zspage] = -1
+        next_of[zspage] = head
+        if head >= 0:
+            prev_of[head] = zspage
+        elif RATIO_0 < group < RATIO_100:
+            self._nonfull_mask[cid] |= 1 << group
+        heads[base + group] = zspage
+        counts[base + group] += 1
+        self._zs_group[zspage] = group
 
     def _insert(self, zspage: int, cid: int, group: int) -> None:
         """Put `zspage` at the head of its class's list for `group` (``insert_zspage``)."""
