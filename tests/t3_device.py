@@ -823,6 +823,9 @@ def test_write_past_the_end(checked: Checked) -> None:
     assert checked.write(size - 5, b"0123456789") == 5
     assert dev.read(size - 10, 100) == bytes(5) + b"01234"
     assert checked.write(size - PAGE - 1, random_bytes(1, 3 * PAGE)) == PAGE + 1
+    # Page-aligned requests running past the end (the whole-page fast path).
+    assert checked.write(size - PAGE, random_bytes(2, 2 * PAGE)) == PAGE
+    assert checked.write(size - 2 * PAGE, random_bytes(3, 4 * PAGE)) == 2 * PAGE
     checked.verify()
 
 

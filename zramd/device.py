@@ -379,7 +379,9 @@ class ZramDevice:
                 raise InvalidArgument("negative offset")
             if offset >= self.disksize:
                 raise NoSpace(f"write at {offset} is past the end of the disk ({self.disksize} bytes)")
-            length = min(length, self.disksize - offset)
+            if length > self.disksize - offset:
+                length = self.disksize - offset
+                data = data[:length]
             pos = 0
             try:
                 if not (offset | length) & (PAGE_SIZE - 1):  # whole pages: the common case
