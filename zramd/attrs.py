@@ -123,3 +123,29 @@ ATTRIBUTES: tuple[Attribute, ...] = (
     Attribute("stat", 0o444, lambda d: d.format_block_stat(), None),
 )
 BY_NAME = {attr.name: attr for attr in ATTRIBUTES}
+
+
+# ------------------------------------------------------------------ zramd's own additions
+
+
+def _store_fault_inject(device: ZramDevice, text: str) -> None:
+    """``compress N`` / ``decompress N``: the next N (de)compressions fail; ``corrupt PAGE``:
+    garble the stored object of page PAGE."""
+    words = text.split()
+    if len(words) != 2 or not words[1].isdigit():
+        raise InvalidArgument("expected 'compress N', 'decompress N' or 'corrupt PAGE'")
+    what, number = words[0], int(words[1])
+    if what == "compress":
+        device.inject_faults(compress_failures=number)
+    elif what == "decompress":
+        device.inject_faults(decompress_failures=number)
+    elif what == "corrupt":
+        device.corrupt_page(number)
+    else:
+        raise InvalidArgument(f"unknown fault {what!r}")
+
+
+# A recount of the slot table and the pool against the counters: "ok: ..." or "MISMATCH: ...".
+CONSISTENCY = Attribute("consistency", 0o444, lambda d: d.format_consistency(), None)
+# Test-only fault injection; present only when the daemon runs with ZRAMD_FAULT_INJECTION=1.
+FAULT_INJECT = Attribute("fault_inject", 0o200, None, _store_fault_inject)

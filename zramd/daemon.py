@@ -19,7 +19,7 @@ import time
 import pyfuse3
 import trio
 
-from zramd import __version__, hardening, systemd
+from zramd import __version__, attrs, hardening, systemd
 from zramd.config import ServeConfig
 from zramd.control import RUN_DIR, pidfile_for
 from zramd.device import NoopDevice, ZramDevice
@@ -74,8 +74,14 @@ class Daemon:
                 "this pyfuse3 has no fallocate support: discard/TRIM will not free memory "
                 "(install zramd with scripts/bootstrap, which builds the patched pyfuse3)"
             )
+        attributes = (*attrs.ATTRIBUTES, attrs.CONSISTENCY)
+        if os.environ.get("ZRAMD_FAULT_INJECTION") == "1":
+            log.warning("fault injection is enabled (ZRAMD_FAULT_INJECTION=1): sys/fault_inject exists")
+            attributes += (attrs.FAULT_INJECT,)
         ops = ZramOperations(
-            self.device, extra_files={"daemon": self.report, "classes": self.device.format_classes}
+            self.device,
+            extra_files={"daemon": self.report, "classes": self.device.format_classes},
+            attributes=attributes,
         )
         options = set(pyfuse3.default_options)
         options |= {f"fsname={FSNAME}", "subtype=zramd"}

@@ -544,7 +544,48 @@ class ZramDevice:
         """Bytes of slot table per page of disksize."""
         return self._handle.itemsize + self._flags.itemsize if self._nr_pages else 12
 
+    # ------------------------------------------------------------------ fault injection (tests only)
+
+    def inject_faults(self, compress_failures: int = 0, decompress_failures: int = 0) -> None:
+        """Make the next `compress_failures` compressions and `decompress_failures`
+        decompressions raise, as a broken codec would. For tests: the daemon exposes this only
+        when started with ZRAMD_FAULT_INJECTION=1. Costs nothing when not armed: the codec
+        functions are swapped for failing wrappers and swapped back once they have fired."""
+        with self.lock:
+            backend = compress.lookup(self.comp_algorithm.removesuffix("\n"))
+            if compress_failures > 0:
+                self._compress = _failing(compress_failures, backend.compress, self, "_compress")
+            if decompress_failures > 0:
+                self._decompress = _failing(decompress_failures, backend.decompress, self, "_decompress")
+
+    def corrupt_page(self, index: int) -> None:
+        """Overwrite the stored object of page `index` with garbage of the same length, as a
+        memory error would (tests only, like `inject_faults`). InvalidArgument unless the page
+        holds a compressed object (same-filled and huge pages have nothing to decompress)."""
+        with self.lock:
+            if not 0 <= index < self._nr_pages:
+                raise InvalidArgument(f"page {index} outside the disk")
+            flags = self._flags[index]
+            if not flags or flags & (SAME | HUGE):
+                raise InvalidArgument(f"page {index} holds no compressed object")
+            assert self._pool is not None
+            size = flags & SIZE_MASK
+            self._pool.write(self._handle[index], bytes((i * 7 + 1) & 0xFF for i in range(size)))
+
     # ------------------------------------------------------------------ invariants
+
+    def format_consistency(self) -> str:
+        """Run `check_invariants` and report it as text: ``ok`` and the recounted totals, or
+        ``MISMATCH`` and what disagrees (the ``sys/consistency`` file)."""
+        try:
+            self.check_invariants()
+        except AssertionError as exc:
+            return f"MISMATCH: {exc}\n"
+        stat = self.mm_stat()
+        return (
+            f"ok: {self.pages_stored} pages stored, {stat.same_pages} same, {stat.huge_pages} huge, "
+            f"{stat.compr_data_size} bytes compressed in {stat.mem_used_total // PAGE_SIZE} pool pages\n"
+        )
 
     def check_invariants(self) -> None:
         """Recount the slot table and the pool and raise AssertionError where a counter, a slot
@@ -582,6 +623,21 @@ class ZramDevice:
             assert compr == self.compr_data_size, f"compr_data_size {self.compr_data_size} != {compr}"
             assert owners == live, "slot table and pool disagree on which objects are live"
             assert self.max_used_pages >= self._pool.pages_allocated, "mem_used_max below mem_used_total"
+
+
+def _failing(
+    count: int, real: Callable[[bytes], bytes], device: ZramDevice, name: str
+) -> Callable[[bytes], bytes]:
+    """A codec function that raises `count` times, then puts `real` back on `device`."""
+    remaining = [count]
+
+    def fail(data: bytes) -> bytes:
+        remaining[0] -= 1
+        if remaining[0] <= 0:
+            setattr(device, name, real)
+        raise RuntimeError(f"injected {name.lstrip('_')} failure")
+
+    return fail
 
 
 class NoopDevice(ZramDevice):

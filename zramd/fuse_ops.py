@@ -112,14 +112,20 @@ class ZramOperations(pyfuse3.Operations):
 
     Attributes:
         device: the device served.
-        extra_files: read-only files added to `sys/` beside the kernel's attributes, as
-            name -> render function (e.g. ``daemon`` for the hardening self-check).
+        extra_files: read-only files added to `sys/` beside the attributes, as name -> render
+            function (e.g. ``daemon`` for the hardening self-check).
+        attributes: the attribute files of `sys/` (the kernel's, plus zramd's own additions).
     """
 
     supports_dot_lookup = False
     enable_writeback_cache = False
 
-    def __init__(self, device: ZramDevice, extra_files: dict[str, Callable[[], str]] | None = None) -> None:
+    def __init__(
+        self,
+        device: ZramDevice,
+        extra_files: dict[str, Callable[[], str]] | None = None,
+        attributes: tuple[attrs.Attribute, ...] = attrs.ATTRIBUTES,
+    ) -> None:
         super().__init__()
         self.device = device
         self.uid = os.getuid()
@@ -133,7 +139,7 @@ class ZramOperations(pyfuse3.Operations):
         self.disk = self._add(2, DISK_NAME, root.inode, stat.S_IFREG | 0o600)
         sysdir = self._add(3, SYS_NAME, root.inode, stat.S_IFDIR | 0o755)
         inode = 10
-        for attribute in attrs.ATTRIBUTES:
+        for attribute in attributes:
             self._add(inode, attribute.name, sysdir.inode, stat.S_IFREG | attribute.mode, attribute=attribute)
             inode += 1
         for name, show in (extra_files or {}).items():
