@@ -415,27 +415,40 @@ class ZramDevice:
     def read(self, offset: int, size: int) -> bytes:
         """Read up to `size` bytes at `offset`; a read past the end returns what lies before it.
         A page that cannot be restored raises IOFailure and counts in failed_reads."""
+        return bytes(self.read_into(offset, size, None))
+
+    def read_into(self, offset: int, size: int, out: bytearray | None) -> bytes | memoryview:
+        """`read`, for the FUSE front end: a read of several pages is assembled in `out` (a
+        buffer the caller reuses; one is made if it is None or too small) and a view of it is
+        returned, so serving reads allocates no request buffer; a single whole page is returned
+        as it is, with no copy at all."""
         with self.lock:
             started = time.monotonic_ns()
             if offset < 0:
                 raise InvalidArgument("negative offset")
             size = max(0, min(size, self.disksize - offset))
-            parts = []
+            if out is None or len(out) < size:
+                out = bytearray(size)
             pos = 0
             try:
+                if size == PAGE_SIZE and not offset & (PAGE_SIZE - 1):
+                    page = self._load_page(offset >> PAGE_SHIFT)
+                    pos = size
+                    return page
+                view = memoryview(out)
                 while pos < size:
                     index = (offset + pos) >> PAGE_SHIFT
                     in_page = (offset + pos) & (PAGE_SIZE - 1)
                     chunk = min(PAGE_SIZE - in_page, size - pos)
                     page = self._load_page(index)
-                    parts.append(page if chunk == PAGE_SIZE else page[in_page : in_page + chunk])
+                    view[pos : pos + chunk] = page if chunk == PAGE_SIZE else page[in_page : in_page + chunk]
                     pos += chunk
+                return view[:size]
             except IOFailure:
                 self.failed_reads += 1
                 raise
             finally:
                 self._account(self.stat_read, pos, started)
-            return parts[0] if len(parts) == 1 else b"".join(parts)
 
     def discard(self, offset: int, length: int, write_zeroes: bool = False) -> None:
         """Free the pages in [offset, offset+length): a DISCARD, or a WRITE_ZEROES when
@@ -653,6 +666,6 @@ class NoopDevice(ZramDevice):
             raise NoSpace(f"write at {offset} is past the end of the disk ({self.disksize} bytes)")
         return min(len(data), self.disksize - offset)
 
-    def read(self, offset: int, size: int) -> bytes:
+    def read_into(self, offset: int, size: int, out: bytearray | None) -> bytes | memoryview:
         size = max(0, min(size, self.disksize - offset))
-        return self._zeros[:size] if size <= len(self._zeros) else bytes(size)
+        return memoryview(self._zeros)[:size] if size <= len(self._zeros) else bytes(size)

@@ -56,6 +56,7 @@ FALLOCATE_MODES = {
     FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE,  # write zeroes (what a loop device sends)
 }
 HAS_FALLOCATE = hasattr(pyfuse3.Operations, "fallocate")  # our patched pyfuse3 build
+READ_BUFFER = 1 << 20  # the largest read the kernel sends (FUSE max_pages 256)
 ATTR_TIMEOUT = 1.0  # seconds the kernel may cache attributes; size changes are invalidated
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 
@@ -135,6 +136,7 @@ class ZramOperations(pyfuse3.Operations):
         self.nodes: dict[int, Node] = {}
         self.handles: dict[int, OpenFile] = {}
         self._next_fh = 1
+        self._read_buffer = bytearray(READ_BUFFER)
         root = self._add(ROOT_INODE, "", ROOT_INODE, stat.S_IFDIR | 0o755)
         self.disk = self._add(2, DISK_NAME, root.inode, stat.S_IFREG | 0o600)
         sysdir = self._add(3, SYS_NAME, root.inode, stat.S_IFDIR | 0o755)
@@ -289,10 +291,13 @@ class ZramOperations(pyfuse3.Operations):
             raise pyfuse3.FUSEError(errno.EBADF) from None
 
     @replies_errno
-    async def read(self, fh: int, off: int, size: int) -> bytes:
+    async def read(self, fh: int, off: int, size: int) -> bytes | memoryview:  # type: ignore[override]
+        # pyfuse3's stub says bytes, but it replies from any contiguous buffer (PyObject_GetBuffer).
         handle = self._handle(fh)
         if handle.is_disk:
-            return self.device.read(off, size)
+            # One request at a time (max_tasks=1), and pyfuse3 copies the reply out before the
+            # next handler runs, so one preallocated buffer serves every read.
+            return self.device.read_into(off, size, self._read_buffer)
         node = handle.node
         if node.show is not None:
             text = node.show()
