@@ -10,7 +10,9 @@ import errno
 import json
 import mmap
 import os
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -296,3 +298,48 @@ def test_reset_and_reinitialise_through_the_mount(tmp_path: Path) -> None:
         assert mount.attr("comp_algorithm") == "lzo [lz4] \n"
         assert mount.mm_stat() == [0] * 9
         assert Mount(mount.path).disk.read_bytes()[:8192] == bytes(8192)
+
+
+def test_run_notifies_systemd_when_ready(tmp_path: Path) -> None:
+    reason = fuse_unavailable()
+    if reason:
+        pytest.skip(reason)
+    path = tmp_path / "m"
+    path.mkdir()
+    sock_path = tmp_path / "notify.sock"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(sock_path))
+    sock.settimeout(30)
+    env = {**os.environ, "NOTIFY_SOCKET": str(sock_path)}
+    proc = subprocess.Popen([sys.executable, "-m", "zramd", "run", str(path), "--size", "4M"], env=env)
+    try:
+        message = sock.recv(4096).decode()
+        assert "READY=1" in message.splitlines()
+        assert f"MAINPID={proc.pid}" in message
+        assert (path / "sys" / "initstate").read_text() == "1\n"  # it serves once it says so
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0
+    finally:
+        sock.close()
+        if proc.poll() is None:
+            proc.kill()
+        force_cleanup(path)
+
+
+@pytest.mark.skipif(shutil.which("setpriv") is None, reason="setpriv (util-linux) is not installed")
+def test_not_root_is_one_clear_line(tmp_path: Path) -> None:
+    nobody = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
+    probe = subprocess.run(
+        [*nobody, sys.executable, "-c", "import zramd"], capture_output=True, check=False, cwd="/"
+    )
+    if probe.returncode != 0:
+        pytest.skip("user nobody cannot read this checkout's Python environment")
+    result = subprocess.run(
+        ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
+         sys.executable, "-m", "zramd", "start", "/tmp", "--size", "1M"],
+        capture_output=True, text=True, check=False, cwd="/",
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        "zramd: zramd start needs root (it mounts a FUSE filesystem and manages loop devices)"
+    )

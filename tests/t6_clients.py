@@ -14,6 +14,7 @@ from typing import BinaryIO
 
 import pytest
 
+from tests.fragmentation import STEPS, format_rows, run_recipe
 from tests.kernel_zram import kernel_zram
 from tests.mount_util import Mount, loop_device, mounted, zramd_mount
 
@@ -238,3 +239,26 @@ def test_fio_verify_around_discarded_holes(tmp_path: Path) -> None:
 def _read(f: BinaryIO, offset: int, size: int) -> bytes:
     f.seek(offset)
     return f.read(size)
+
+
+def test_fragmentation_and_compaction_side_by_side_with_the_kernel(tmp_path: Path, corpus64: Path) -> None:
+    """Reference §5's recipe (lz4, the corpus twice, every other page discarded, compact): zramd's
+    pool frees and compacts like the kernel's zsmalloc, step by step."""
+    with kernel_zram("lz4", "128M") as zram:
+        kernel = run_recipe(str(zram.dev), zram.sysfs, corpus64)
+    with (
+        zramd_mount(tmp_path / "m", "--size", "128M", "--algorithm", "lz4") as mount,
+        loop_device(mount.disk) as loop,
+    ):
+        ours = run_recipe(loop, mount.sys, corpus64)
+    print(format_rows("kernel zram0", kernel))
+    print(format_rows("zramd", ours))
+    for step in STEPS:
+        k, z = kernel[step], ours[step]
+        assert z[0] == k[0] and z[5] == k[5] and z[9] == k[9], step  # orig, same pages, notify_free
+        assert abs(z[2] - k[2]) / k[2] < 0.005, (step, z[2], k[2])  # mem_used_total
+        assert abs(z[7] - k[7]) <= max(2, 0.02 * k[7]), (step, z[7], k[7])  # huge pages
+    assert ours["freed 1/2"][2] > 0.8 * ours["written"][2]  # scattered frees return little...
+    assert ours["compact"][2] < 0.6 * ours["freed 1/2"][2]  # ...until compaction
+    assert abs(ours["compact"][6] - kernel["compact"][6]) / kernel["compact"][6] < 0.02  # pages_compacted
+    assert ours["used_max=0"][4] == ours["used_max=0"][2]
