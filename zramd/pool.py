@@ -51,8 +51,9 @@ fullest one, releasing every source it empties and counting the pages in `pages_
 
 Layout of the bookkeeping. Everything is in compact arrays indexed by zspage id or class id; there
 is no Python object per zspage or per object. Metadata per stored object: the 8-byte header (part
-of the class size, as in the kernel) plus the caller's own slot; per zspage about 36 bytes of
-arrays, sized once for the maximum.
+of the class size, as in the kernel) plus the caller's own slot; per zspage 65 bytes of arrays.
+The per-zspage arrays are reserved for the maximum in anonymous mappings and committed only as
+zspage ids come into use, so a pool costs memory for what it holds, not for what it could hold.
 """
 
 from __future__ import annotations
