@@ -447,14 +447,37 @@ class ZsPool:
         the object straddles two frames (``zs_obj_write``)."""
         zspage = location >> OBJ_INDEX_BITS
         cid = self._zs_class[zspage]
-        n = len(data)
-        if cid == self._huge_cid:
-            start = self._zs_frames[zspage * self.chain] << PAGE_SHIFT
-            self._mem[start : start + n] = data
-            return
-        start = (location & OBJ_INDEX_MASK) * self._size[cid]
+        skip = 0 if cid == self._huge_cid else HANDLE_SIZE
+        self._save(zspage, cid, location & OBJ_INDEX_MASK, skip, data)
+
+    def read(self, location: int, size: int) -> bytes:
+        """The first `size` bytes stored in the object at `location`, joined into one buffer when
+        the object straddles two frames (``zs_obj_read_begin`` with a local copy)."""
+        zspage = location >> OBJ_INDEX_BITS
+        cid = self._zs_class[zspage]
+        skip = 0 if cid == self._huge_cid else HANDLE_SIZE
+        return self._load(zspage, cid, location & OBJ_INDEX_MASK, skip, size)
+
+    def _load(self, zspage: int, cid: int, index: int, skip: int, n: int) -> bytes:
+        """`n` bytes of object `index` of `zspage`, from `skip` bytes into it (0: the whole chunk,
+        HANDLE_SIZE: the payload). Object starts are 16-byte aligned, so the header never
+        straddles frames; the rest may continue at the start of the zspage's next frame."""
+        start = index * self._size[cid] + skip
         page = start >> PAGE_SHIFT
-        in_page = (start & (PAGE_SIZE - 1)) + HANDLE_SIZE
+        in_page = start & (PAGE_SIZE - 1)
+        first = (self._zs_frames[zspage * self.chain + page] << PAGE_SHIFT) + in_page
+        room = PAGE_SIZE - in_page
+        if n <= room:
+            return self._arena[first : first + n]
+        second = self._zs_frames[zspage * self.chain + page + 1] << PAGE_SHIFT
+        return self._arena[first : first + room] + self._arena[second : second + n - room]
+
+    def _save(self, zspage: int, cid: int, index: int, skip: int, data: bytes | memoryview) -> None:
+        """The inverse of `_load`: copy `data` into object `index` of `zspage` from `skip` on."""
+        n = len(data)
+        start = index * self._size[cid] + skip
+        page = start >> PAGE_SHIFT
+        in_page = start & (PAGE_SIZE - 1)
         first = (self._zs_frames[zspage * self.chain + page] << PAGE_SHIFT) + in_page
         room = PAGE_SIZE - in_page
         if n <= room:
@@ -464,24 +487,6 @@ class ZsPool:
             self._mem[first : first + room] = view[:room]
             second = self._zs_frames[zspage * self.chain + page + 1] << PAGE_SHIFT
             self._mem[second : second + n - room] = view[room:]
-
-    def read(self, location: int, size: int) -> bytes:
-        """The first `size` bytes stored in the object at `location`, joined into one buffer when
-        the object straddles two frames (``zs_obj_read_begin`` with a local copy)."""
-        zspage = location >> OBJ_INDEX_BITS
-        cid = self._zs_class[zspage]
-        if cid == self._huge_cid:
-            start = self._zs_frames[zspage * self.chain] << PAGE_SHIFT
-            return self._arena[start : start + size]
-        start = (location & OBJ_INDEX_MASK) * self._size[cid]
-        page = start >> PAGE_SHIFT
-        in_page = (start & (PAGE_SIZE - 1)) + HANDLE_SIZE
-        first = (self._zs_frames[zspage * self.chain + page] << PAGE_SHIFT) + in_page
-        room = PAGE_SIZE - in_page
-        if size <= room:
-            return self._arena[first : first + size]
-        second = self._zs_frames[zspage * self.chain + page + 1] << PAGE_SHIFT
-        return self._arena[first : first + room] + self._arena[second : second + size - room]
 
     def owner(self, location: int) -> int:
         """The owner recorded for the live object at `location`."""
@@ -562,38 +567,13 @@ class ZsPool:
                 continue
             owner = header >> 1
             old = src << OBJ_INDEX_BITS | index
-            chunk = self._read_chunk(src, cid, index, size)
+            chunk = self._load(src, cid, index, 0, size)  # the whole chunk, header included
             new = self._obj_malloc(dst, cid, owner)
-            self._write_chunk(dst, cid, new & OBJ_INDEX_MASK, chunk)
+            self._save(dst, cid, new & OBJ_INDEX_MASK, 0, chunk)
             self.relocate(owner, new)
             self._obj_free(src, cid, old & OBJ_INDEX_MASK)
             if self._zs_inuse[dst] == objs or self._zs_inuse[src] == 0:
                 break
-
-    def _read_chunk(self, zspage: int, cid: int, index: int, size: int) -> bytes:
-        start = index * size
-        page = start >> PAGE_SHIFT
-        in_page = start & (PAGE_SIZE - 1)
-        first = (self._zs_frames[zspage * self.chain + page] << PAGE_SHIFT) + in_page
-        room = PAGE_SIZE - in_page
-        if size <= room:
-            return self._arena[first : first + size]
-        second = self._zs_frames[zspage * self.chain + page + 1] << PAGE_SHIFT
-        return self._arena[first : first + room] + self._arena[second : second + size - room]
-
-    def _write_chunk(self, zspage: int, cid: int, index: int, chunk: bytes) -> None:
-        size = len(chunk)
-        start = index * size
-        page = start >> PAGE_SHIFT
-        in_page = start & (PAGE_SIZE - 1)
-        first = (self._zs_frames[zspage * self.chain + page] << PAGE_SHIFT) + in_page
-        room = PAGE_SIZE - in_page
-        if size <= room:
-            self._mem[first : first + size] = chunk
-        else:
-            self._mem[first : first + room] = chunk[:room]
-            second = self._zs_frames[zspage * self.chain + page + 1] << PAGE_SHIFT
-            self._mem[second : second + size - room] = chunk[room:]
 
     # ------------------------------------------------------------------ accounting
 
