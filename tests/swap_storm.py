@@ -92,11 +92,21 @@ class StormResult:
 
 
 def abort_fuse_connection(mountpoint: Path) -> None:
-    """Abort the FUSE connection of `mountpoint`: every request fails, nothing waits any more."""
-    minor = os.minor(os.stat(mountpoint, follow_symlinks=False).st_dev) if mountpoint.exists() else None
-    if minor is not None:
-        with contextlib.suppress(OSError):
-            Path(f"/sys/fs/fuse/connections/{minor}/abort").write_text("1")
+    """Abort the FUSE connection of `mountpoint`: every request fails, nothing waits any more.
+    The connection is found from /proc/self/mountinfo, not by stat() (which would wait on a hung
+    daemon too); fusectl is mounted if it is not."""
+    minor = None
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        fields = line.split()
+        if fields[4] == str(mountpoint):
+            minor = fields[2].split(":")[1]
+    if minor is None:
+        return
+    connections = Path("/sys/fs/fuse/connections")
+    if not (connections / minor).exists():
+        subprocess.run(["mount", "-t", "fusectl", "none", str(connections)], capture_output=True, check=False)
+    with contextlib.suppress(OSError):
+        (connections / minor / "abort").write_text("1")
 
 
 def run_storm(

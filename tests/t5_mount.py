@@ -23,6 +23,7 @@ import pytest
 
 from tests.mount_util import Mount, force_cleanup, fuse_unavailable, zramd, zramd_mount
 from zramd.control import daemon_pid
+from zramd.fuse_ops import ATTR_TIMEOUT
 from zramd.mounts import mount_entry
 
 MiB = 1 << 20
@@ -189,6 +190,9 @@ def test_sigterm_unmounts_and_exits_zero(tmp_path: Path) -> None:
             assert time.monotonic() < deadline
             time.sleep(0.05)
         (path / "disk").write_bytes(b"x" * MiB)
+        # Let the kernel's cached attributes expire: a daemon that looked at its own mount while
+        # handling the signal would now wait on itself forever (a regression test for that).
+        time.sleep(ATTR_TIMEOUT + 0.5)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=20) == 0
         assert mount_entry(str(path)) is None

@@ -4,7 +4,10 @@ hardening self-check; and the scratch-filesystem helper path.
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,6 +16,7 @@ import pytest
 from tests.mount_util import fuse_unavailable, zramd, zramd_mount
 from tests.swap_storm import MiB, cgroup_version, run_storm, swap_on_zramd
 from zramd import hardening
+from zramd.control import daemon_pid, logfile_for
 from zramd.mounts import loop_devices_for, mount_entry
 
 STORM_RUNS = 5
@@ -56,6 +60,16 @@ def test_stop_refuses_while_swap_is_active(swapdev: Path) -> None:
     assert "active swap" in result.stderr
     assert mount_entry(str(swapdev)) is not None
     assert loop_devices_for(str(swapdev / "disk"))
+
+
+def test_sigterm_is_refused_while_swap_is_active(swapdev: Path) -> None:
+    pid = daemon_pid(str(swapdev))
+    assert pid is not None
+    os.kill(pid, signal.SIGTERM)
+    time.sleep(1)
+    os.kill(pid, 0)  # still running
+    assert (swapdev / "sys" / "initstate").read_text() == "1\n"
+    assert "SIGTERM refused" in logfile_for(str(swapdev)).read_text()
 
 
 def test_self_check_reports_locked_memory_and_flags(tmp_path: Path) -> None:

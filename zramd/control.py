@@ -24,6 +24,7 @@ from zramd.mounts import (
     loop_devices_for,
     mount_entry,
     mount_table,
+    swap_devices,
     unmount,
     zramd_mounts,
 )
@@ -194,10 +195,9 @@ def _used_by(disk: str) -> str:
     loops = loop_devices_for(disk)
     if not loops:
         return ""
-    with open("/proc/swaps", encoding="utf-8") as swaps:
-        swap_devices = {line.split()[0] for line in swaps.readlines()[1:] if line.strip()}
+    active = swap_devices()
     for loop in loops:
-        if loop in swap_devices:
+        if loop in active:
             return "[SWAP]"
     sources = {e.source: e.mountpoint for e in mount_table()}
     for loop in loops:

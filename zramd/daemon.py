@@ -25,7 +25,7 @@ from zramd.control import RUN_DIR, pidfile_for
 from zramd.device import NoopDevice, ZramDevice
 from zramd.errors import UserError, ZramError
 from zramd.fuse_ops import HAS_FALLOCATE, ZramOperations
-from zramd.mounts import FSNAME, prepare_mountpoint
+from zramd.mounts import FSNAME, active_swap_on, prepare_mountpoint
 
 log = logging.getLogger(__name__)
 
@@ -126,9 +126,21 @@ class Daemon:
             hardening.collect_garbage()
 
     async def _watch_signals(self) -> None:
+        """SIGTERM, SIGINT and SIGHUP unmount and stop -- except while the disk is active swap:
+        pages of running processes live in it, and stopping would hang or kill them. Then the
+        signal is refused with a log line (swapoff first; SIGKILL remains the last resort)."""
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
             async for signum in signals:
-                self.stop_reason = f"signal {signal.Signals(signum).name}"
+                name = signal.Signals(signum).name
+                # Never resolve a path inside our own mount: self.mountpoint is already real.
+                swaps = active_swap_on(os.path.join(self.mountpoint, "disk"), resolve=False)
+                if swaps:
+                    log.error(
+                        "%s refused: %s/disk is active swap on %s; run 'zramd swapoff %s' first",
+                        name, self.mountpoint, ", ".join(swaps), self.mountpoint,
+                    )  # fmt: skip
+                    continue
+                self.stop_reason = f"signal {name}"
                 log.info("%s: unmounting %s", self.stop_reason, self.mountpoint)
                 pyfuse3.terminate()
                 return

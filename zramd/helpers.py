@@ -18,7 +18,7 @@ from pathlib import Path
 
 from zramd.control import RUN_DIR, run_name
 from zramd.errors import UserError
-from zramd.mounts import FSTYPE, loop_devices_for, mount_entry, mount_table
+from zramd.mounts import FSTYPE, loop_devices_for, mount_entry, mount_table, swap_devices
 
 DEFAULT_SWAP_PRIORITY = 100  # zram-generator's default
 
@@ -79,11 +79,6 @@ def attach_loop(disk: str) -> str:
     if loop_devices_for(disk):
         raise UserError(f"{disk} is already attached to {', '.join(loop_devices_for(disk))}")
     return _run("losetup", "--direct-io=on", "--sector-size", "4096", "--find", "--show", disk)
-
-
-def swap_devices() -> set[str]:
-    with open("/proc/swaps", encoding="utf-8") as swaps:
-        return {line.split()[0] for line in swaps.readlines()[1:] if line.strip()}
 
 
 def swapon(mountpoint: str, priority: int = DEFAULT_SWAP_PRIORITY, discard: bool = False) -> str:

@@ -120,9 +120,13 @@ def prepare_mountpoint(path: str) -> str:
     return os.path.realpath(absolute)
 
 
-def loop_devices_for(path: str) -> list[str]:
-    """Loop devices (``/dev/loopN``) whose backing file is `path`."""
-    target = os.path.realpath(path)
+def loop_devices_for(path: str, resolve: bool = True) -> list[str]:
+    """Loop devices (``/dev/loopN``) whose backing file is `path`.
+
+    `resolve=False` compares `path` as given, without touching it: the daemon must use that for
+    its own disk, because resolving a path inside its own mount sends it a FUSE request that
+    only it could answer, while it waits -- a deadlock."""
+    target = os.path.realpath(path) if resolve else path
     found = []
     for backing in sorted(Path("/sys/block").glob("loop*/loop/backing_file")):
         try:
@@ -132,3 +136,14 @@ def loop_devices_for(path: str) -> list[str]:
         if name == target:
             found.append("/dev/" + backing.parent.parent.name)
     return found
+
+
+def swap_devices() -> set[str]:
+    """Devices (and files) in use as swap, from /proc/swaps."""
+    with open("/proc/swaps", encoding="utf-8") as swaps:
+        return {line.split()[0] for line in swaps.readlines()[1:] if line.strip()}
+
+
+def active_swap_on(disk: str, resolve: bool = True) -> list[str]:
+    """Loop devices over `disk` that are active swap (see `loop_devices_for` for `resolve`)."""
+    return sorted(swap_devices() & set(loop_devices_for(disk, resolve)))
