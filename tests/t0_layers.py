@@ -57,7 +57,7 @@ ALLOWED: dict[str, set[str]] = {
         "helpers",
         "units",
     },
-    "bench": {"compress", "control", "device", "errors", "units", "mounts"},
+    "bench": {"compress", "config", "control", "errors", "mounts", "units"},
     "__main__": {"cli"},
     "__init__": set(),
 }
