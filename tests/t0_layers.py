@@ -47,6 +47,7 @@ ALLOWED: dict[str, set[str]] = {
         "systemd",
     },
     "cli": {
+        "bench",
         "compress",
         "config",
         "control",

@@ -253,6 +253,13 @@ def cmd_down(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from zramd import bench
+
+    _require_root("zramd bench")
+    return bench.main(list(args.args))
+
+
 def _add_config_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--config", metavar="FILE", help="a zram-generator style config, e.g. /etc/zramd/zramd.conf"
@@ -337,6 +344,14 @@ def build_parser() -> argparse.ArgumentParser:
         _add_config_options(cmd)
         cmd.set_defaults(func=func)
 
+    bench = sub.add_parser(
+        "bench", help="fio benchmark: zramd vs a no-op FUSE server vs the kernel's zram", add_help=False
+    )
+    bench.add_argument(
+        "args", nargs=argparse.REMAINDER, help="options of the benchmark (see 'zramd bench --help')"
+    )
+    bench.set_defaults(func=cmd_bench)
+
     mkfs = sub.add_parser("mkfs", help="make a scratch filesystem on the disk and mount it")
     mkfs.add_argument("mountpoint", metavar="MOUNTPOINT")
     mkfs.add_argument("--fs", default="ext4", help="filesystem type (default ext4)")
@@ -354,7 +369,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
     try:
+        if argv[:1] == ["bench"]:  # everything after "bench" belongs to the benchmark, --help too
+            return cmd_bench(argparse.Namespace(args=argv[1:]))
         args = parser.parse_args(argv)
         func: Callable[[argparse.Namespace], int] | None = getattr(args, "func", None)
         if func is None:
