@@ -49,6 +49,15 @@ def start(config: ServeConfig, log_level: str = "info", timeout: float = 30) -> 
     """Spawn `zramd run` in a new session and wait until it serves; return a one-line summary.
     Raises UserError with the daemon's own start-up error when it fails."""
     mountpoint = os.path.abspath(config.mountpoint)
+    notes = ""
+    entry = mount_entry(mountpoint)
+    if entry is not None and entry.fstype == FSTYPE and is_dead_mount(mountpoint):
+        unmount(mountpoint, lazy=True)
+        pidfile_for(mountpoint).unlink(missing_ok=True)
+        notes = (
+            f'zramd: {mountpoint} was a dead zramd mount (its daemon was killed: "Transport endpoint '
+            f'is not connected"); detached it, and whatever it held is lost\n'
+        )
     RUN_DIR.mkdir(parents=True, exist_ok=True)
     log_path = logfile_for(mountpoint)
     read_end, write_end = os.pipe()
@@ -78,7 +87,7 @@ def start(config: ServeConfig, log_level: str = "info", timeout: float = 30) -> 
         os.close(read_end)
     if message == "READY":
         size = format_size(config.disksize)
-        return f"zramd: serving {mountpoint}/disk ({size}, {config.algorithm}), pid {proc.pid}"
+        return notes + f"zramd: serving {mountpoint}/disk ({size}, {config.algorithm}), pid {proc.pid}"
     if message.startswith("ERROR "):
         proc.wait(timeout=10)
         raise UserError(message.removeprefix("ERROR "))
