@@ -167,9 +167,11 @@ class ZramOperations(pyfuse3.Operations):
         entry = pyfuse3.EntryAttributes()
         entry.st_ino = node.inode
         entry.st_mode = node.mode
-        entry.st_nlink = 2 + sum(
-            1 for child in node.children.values() if stat.S_ISDIR(self.nodes[child].mode)
-        ) if stat.S_ISDIR(node.mode) else 1  # fmt: skip
+        if stat.S_ISDIR(node.mode):
+            subdirectories = [c for c in node.children.values() if stat.S_ISDIR(self.nodes[c].mode)]
+            entry.st_nlink = 2 + len(subdirectories)
+        else:
+            entry.st_nlink = 1
         entry.st_uid = self.uid
         entry.st_gid = self.gid
         entry.st_blksize = PAGE_SIZE
@@ -209,12 +211,16 @@ class ZramOperations(pyfuse3.Operations):
 
     @replies_errno
     async def setattr(
-        self, inode: int, attr: pyfuse3.EntryAttributes, fields: pyfuse3.SetattrFields, fh: int | None,
+        self,
+        inode: int,
+        attr: pyfuse3.EntryAttributes,
+        fields: pyfuse3.SetattrFields,
+        fh: int | None,
         ctx: pyfuse3.RequestContext,
-    ) -> pyfuse3.EntryAttributes:  # fmt: skip
+    ) -> pyfuse3.EntryAttributes:
         node = self._node(inode)
-        # The disk has the fixed size of the device; "truncating" it to its own size (as an
-        # O_TRUNC open of an uninitialised, empty disk does) is the only size change allowed.
+        # The disk has the fixed size of the device; "truncating" it to its own size (what an
+        # O_TRUNC open of an empty, uninitialised disk does) is the only size change allowed.
         if fields.update_size and (node is not self.disk or attr.st_size != self.device.disksize):
             raise pyfuse3.FUSEError(errno.EPERM)
         if fields.update_mode or fields.update_uid or fields.update_gid:
