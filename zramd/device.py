@@ -168,10 +168,10 @@ class ZramDevice:
         """Initialise the device with `nbytes` (rounded up to a page): build the slot table and
         the pool. EINVAL for 0, EBUSY when already initialised, ENOMEM when it cannot be mapped."""
         with self.lock:
+            if nbytes <= 0:  # checked first, as the kernel does
+                raise InvalidArgument("disksize must be greater than zero")
             if self.initialized:
                 raise DeviceBusy("the device is already initialised; write 1 to reset first")
-            if nbytes <= 0:
-                raise InvalidArgument("disksize must be greater than zero")
             disksize = round_up_to_page(nbytes)
             nr_pages = disksize >> PAGE_SHIFT
             try:
@@ -189,11 +189,12 @@ class ZramDevice:
             self.disksize = disksize
 
     def _reserve(self, entries: int, fmt: IntFormat) -> memoryview[int]:
-        region = mmap.mmap(-1, entries * 8, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | _MAP_NORESERVE)
+        size = entries * struct.calcsize(fmt)
+        region = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | _MAP_NORESERVE)
         raw = memoryview(region)
         self._maps.append(region)
         self._views.append(raw)
-        view = raw[: entries * struct.calcsize(fmt)].cast(fmt)
+        view = raw.cast(fmt)
         self._views.append(view)
         return view
 
@@ -212,7 +213,7 @@ class ZramDevice:
 
     def close_disk(self) -> None:
         with self.lock:
-            self.openers -= 1
+            self.openers = max(0, self.openers - 1)
 
     def set_mem_limit(self, nbytes: int) -> None:
         """Limit the pool to `nbytes` rounded up to whole pages; 0 removes the limit."""
