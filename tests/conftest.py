@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -37,3 +38,12 @@ def corpus64(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _remove_daemon_logs_of_test_mounts() -> Iterator[None]:
+    """Daemons started on pytest's temporary mount points log to /run/zramd/<name>.log; remove
+    those logs when the session ends (nothing else of the tests' may stay behind)."""
+    yield
+    for log in Path("/run/zramd").glob("tmp-pytest-of-*.log"):
+        log.unlink(missing_ok=True)
