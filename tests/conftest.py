@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.mount_util import force_cleanup, fuse_unavailable
+
 CORPUS_SHA256 = "fa2184640cee654809bae29d8e63ff9a1950e0d149f11c1ab4b1fc97d2286aea"
 
 
@@ -47,3 +49,18 @@ def _remove_daemon_logs_of_test_mounts() -> Iterator[None]:
     yield
     for log in Path("/run/zramd").glob("tmp-pytest-of-*.log"):
         log.unlink(missing_ok=True)
+
+
+@pytest.fixture
+def mountpoint(tmp_path: Path) -> Iterator[Path]:
+    """An empty directory to mount zramd on, for tests that drive the daemon themselves; skips
+    where FUSE or root is missing, and tears down whatever is left on it afterwards."""
+    reason = fuse_unavailable()
+    if reason:
+        pytest.skip(reason)
+    path = tmp_path / "m"
+    path.mkdir()
+    try:
+        yield path
+    finally:
+        force_cleanup(path)

@@ -15,6 +15,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -139,3 +140,12 @@ def mounted(device: str, where: Path, *options: str) -> Iterator[Path]:
     finally:
         if subprocess.run(["umount", str(where)], capture_output=True, check=False).returncode != 0:
             subprocess.run(["umount", "-l", str(where)], capture_output=True, check=False)
+
+
+def wait_served(path: Path, proc: subprocess.Popen[Any], timeout: float = 20) -> None:
+    """Wait until a daemon started directly (`zramd run`) serves `path`; fail if it dies."""
+    deadline = time.monotonic() + timeout
+    while not (path / "sys" / "initstate").exists():
+        assert proc.poll() is None, f"the daemon exited with status {proc.returncode}"
+        assert time.monotonic() < deadline, f"the daemon did not serve {path} within {timeout:g} s"
+        time.sleep(0.05)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.mount_util import Mount, force_cleanup, fuse_unavailable, zramd, zramd_mount
+from tests.mount_util import Mount, fuse_unavailable, wait_served, zramd, zramd_mount
 from zramd.control import daemon_pid
 from zramd.fuse_ops import ATTR_TIMEOUT
 from zramd.mounts import mount_entry
@@ -156,39 +156,21 @@ def test_namespace_changes_are_refused(tmp_path: Path) -> None:
         os.truncate(mount.disk, MiB)  # truncating to its own size is harmless
 
 
-def test_stop_unmounts_and_the_daemon_exits(tmp_path: Path) -> None:
-    reason = fuse_unavailable()
-    if reason:
-        pytest.skip(reason)
-    path = tmp_path / "m"
-    path.mkdir()
-    try:
-        zramd("start", str(path), "--size", "4M")
-        pid = daemon_pid(str(path))
-        assert pid is not None
-        result = zramd("stop", str(path))
-        assert "stopped" in result.stdout
-        assert mount_entry(str(path)) is None
-        wait_gone(pid)
-    finally:
-        force_cleanup(path)
+def test_stop_unmounts_and_the_daemon_exits(mountpoint: Path) -> None:
+    zramd("start", str(mountpoint), "--size", "4M")
+    pid = daemon_pid(str(mountpoint))
+    assert pid is not None
+    result = zramd("stop", str(mountpoint))
+    assert "stopped" in result.stdout
+    assert mount_entry(str(mountpoint)) is None
+    wait_gone(pid)
 
 
-def test_sigterm_unmounts_and_exits_zero(tmp_path: Path) -> None:
-    reason = fuse_unavailable()
-    if reason:
-        pytest.skip(reason)
-    path = tmp_path / "m"
-    path.mkdir()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "zramd", "run", str(path), "--size", "4M"], stderr=subprocess.PIPE
-    )
+def test_sigterm_unmounts_and_exits_zero(mountpoint: Path) -> None:
+    path = mountpoint
+    proc = subprocess.Popen([sys.executable, "-m", "zramd", "run", str(path), "--size", "4M"])
     try:
-        deadline = time.monotonic() + 20
-        while not (path / "sys" / "initstate").exists():
-            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+        wait_served(path, proc)
         (path / "disk").write_bytes(b"x" * MiB)
         # Let the kernel's cached attributes expire: a daemon that looked at its own mount while
         # handling the signal would now wait on itself forever (a regression test for that).
@@ -199,7 +181,6 @@ def test_sigterm_unmounts_and_exits_zero(tmp_path: Path) -> None:
     finally:
         if proc.poll() is None:
             proc.kill()
-        force_cleanup(path)
 
 
 def test_start_refuses_bad_mount_points(tmp_path: Path) -> None:
@@ -214,8 +195,8 @@ def test_start_refuses_bad_mount_points(tmp_path: Path) -> None:
         str(full): "is not empty",
         str(full / "file"): "is not a directory",
     }
-    for mountpoint, message in cases.items():
-        result = zramd("start", mountpoint, "--size", "1M", check=False)
+    for where, message in cases.items():
+        result = zramd("start", where, "--size", "1M", check=False)
         assert result.returncode == 1
         assert message in result.stderr and result.stderr.count("\n") == 1, result.stderr
         assert "Traceback" not in result.stderr
@@ -240,27 +221,20 @@ def test_bad_arguments_are_one_line(tmp_path: Path, args: list[str], message: st
     assert message in result.stderr and result.stderr.count("\n") == 1, result.stderr
 
 
-def test_sigkill_leaves_a_dead_mount_that_start_cleans_up(tmp_path: Path) -> None:
-    reason = fuse_unavailable()
-    if reason:
-        pytest.skip(reason)
-    path = tmp_path / "m"
-    path.mkdir()
-    try:
-        zramd("start", str(path), "--size", "1M")
-        pid = daemon_pid(str(path))
-        assert pid is not None
-        os.kill(pid, signal.SIGKILL)
-        wait_gone(pid)
-        with pytest.raises(OSError) as dead:
-            os.stat(path / "disk")
-        assert dead.value.errno == errno.ENOTCONN
-        result = zramd("start", str(path), "--size", "2M")
-        assert "was a dead zramd mount" in result.stdout, result.stdout  # the user is told
-        assert os.stat(path / "disk").st_size == 2 * MiB
-        zramd("stop", str(path))
-    finally:
-        force_cleanup(path)
+def test_sigkill_leaves_a_dead_mount_that_start_cleans_up(mountpoint: Path) -> None:
+    path = mountpoint
+    zramd("start", str(path), "--size", "1M")
+    pid = daemon_pid(str(path))
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    wait_gone(pid)
+    with pytest.raises(OSError) as dead:
+        os.stat(path / "disk")
+    assert dead.value.errno == errno.ENOTCONN
+    result = zramd("start", str(path), "--size", "2M")
+    assert "was a dead zramd mount" in result.stdout, result.stdout  # the user is told
+    assert os.stat(path / "disk").st_size == 2 * MiB
+    zramd("stop", str(path))
 
 
 def test_status_lists_devices_like_zramctl(tmp_path: Path) -> None:
@@ -301,12 +275,8 @@ def test_reset_and_reinitialise_through_the_mount(tmp_path: Path) -> None:
         assert Mount(mount.path).disk.read_bytes()[:8192] == bytes(8192)
 
 
-def test_run_notifies_systemd_when_ready(tmp_path: Path) -> None:
-    reason = fuse_unavailable()
-    if reason:
-        pytest.skip(reason)
-    path = tmp_path / "m"
-    path.mkdir()
+def test_run_notifies_systemd_when_ready(tmp_path: Path, mountpoint: Path) -> None:
+    path = mountpoint
     sock_path = tmp_path / "notify.sock"
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     sock.bind(str(sock_path))
@@ -324,7 +294,6 @@ def test_run_notifies_systemd_when_ready(tmp_path: Path) -> None:
         sock.close()
         if proc.poll() is None:
             proc.kill()
-        force_cleanup(path)
 
 
 @pytest.mark.skipif(shutil.which("setpriv") is None, reason="setpriv (util-linux) is not installed")

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.mount_util import Mount, force_cleanup, fuse_unavailable, zramd, zramd_mount
+from tests.mount_util import Mount, wait_served, zramd, zramd_mount
 from zramd.mounts import mount_entry
 
 MiB = 1 << 20
@@ -201,22 +201,14 @@ def test_mem_limit_under_concurrent_writers(tmp_path: Path) -> None:
 
 
 @pytest.mark.skipif(shutil.which("fio") is None, reason="fio is not installed")
-def test_sigterm_during_heavy_io_exits_zero_and_unmounts(tmp_path: Path) -> None:
-    reason = fuse_unavailable()
-    if reason:
-        pytest.skip(reason)
-    path = tmp_path / "m"
-    path.mkdir()
+def test_sigterm_during_heavy_io_exits_zero_and_unmounts(mountpoint: Path) -> None:
+    path = mountpoint
     daemon = subprocess.Popen(
         [sys.executable, "-m", "zramd", "run", str(path), "--size", "256M"], stderr=subprocess.PIPE, text=True
     )
     fio = None
     try:
-        deadline = time.monotonic() + 20
-        while not (path / "sys" / "initstate").exists():
-            assert daemon.poll() is None
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+        wait_served(path, daemon)
         fio = subprocess.Popen(
             ["fio", "--name=load", f"--filename={path / 'disk'}", "--rw=randrw", "--bs=64k", "--direct=1",
              "--ioengine=libaio", "--iodepth=16", "--numjobs=2", "--size=256M", "--time_based",
@@ -232,7 +224,6 @@ def test_sigterm_during_heavy_io_exits_zero_and_unmounts(tmp_path: Path) -> None
             fio.kill()
         if daemon.poll() is None:
             daemon.kill()
-        force_cleanup(path)
 
 
 # ---------------------------------------------------------------------------- stress
