@@ -81,7 +81,7 @@ def cmd_estimate(args: argparse.Namespace) -> int:
                     lines = f.readlines()
             except (OSError, UnicodeDecodeError) as exc:
                 raise UserError(f"cannot read {args.sizes}: {exc}") from None
-            result = estimate.estimate_sizes(lines, progress, len(lines))
+            result = estimate.estimate_sizes(lines, progress)
         elif args.image:
             result = estimate.estimate_image(args.image, args.algorithm, progress)
         else:

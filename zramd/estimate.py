@@ -68,7 +68,7 @@ def estimate_image(path: str, algorithm: str, progress: Progress | None = None) 
         device.reset()
 
 
-def estimate_sizes(lines: Iterable[str], progress: Progress | None = None, total: int = 0) -> Estimate:
+def estimate_sizes(lines: Iterable[str], progress: Progress | None = None) -> Estimate:
     """Replay per-page outcomes (``S`` same-filled, ``H`` huge, or the compressed length) into a
     pool, in order, with zram's accounting: same pages cost nothing, huge pages 4096 bytes."""
     outcomes = []
