@@ -102,7 +102,7 @@ def estimate_sizes(lines: Iterable[str], progress: Progress | None = None) -> Es
             pool.malloc(size, index)
             compr += size
             if progress and index % 4096 == 0:
-                progress(index, pages)
+                progress(index << PAGE_SHIFT, pages << PAGE_SHIFT)  # in bytes of data, like images
         used = pool.pages_allocated << PAGE_SHIFT
         stat = MmStat(pages << PAGE_SHIFT, compr, used, 0, used, same, 0, huge, huge)
         return Estimate(stat, pool.format_classes())
