@@ -396,3 +396,35 @@ def test_bad_config_is_one_clear_line(tmp_path: Path) -> None:
     result = zramd("run", "--config", str(conf), "--device", "zram0", check=False)
     assert result.returncode == 1
     assert "colour" in result.stderr and ":3:" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["frobnicate"], 2, "invalid choice"),
+        (["start"], 2, "the following arguments are required: MOUNTPOINT"),
+        (["start", "/tmp", "--size", "4X"], 2, "invalid size"),
+        (["start", "/tmp", "--size", ""], 2, "invalid size"),
+        (["start", "/tmp", "--algorithm", "lzo-rle"], 2, "unknown algorithm"),
+        (["run"], 2, "a MOUNTPOINT is needed"),
+        (["run", "--config", "/nonexistent.conf", "--device", "zram0"], 1, "/nonexistent.conf"),
+        (["run", "--config", "/etc/hostname"], 2, "--config needs --device"),
+        (["stop", "/proc"], 1, "is not a zramd mount"),
+        (["status", "/proc"], 1, "is not a zramd mount"),
+        (["swapon", "/proc"], 1, "is not a zramd mount"),
+        (["swapoff", "/proc"], 1, "is not a zramd mount"),
+        (["mkfs", "/proc"], 2, "the following arguments are required: --mount"),
+        (["mkfs", "/proc", "--mount", "/mnt"], 1, "is not a zramd mount"),
+        (["swapon", "/proc", "--priority", "high"], 2, "invalid int value"),
+        (["estimate"], 2, "needs an IMAGE"),
+        (["estimate", "/nonexistent"], 1, "cannot read /nonexistent"),
+        (["estimate", "--sizes", "/nonexistent"], 1, "cannot read /nonexistent"),
+    ],
+)
+def test_every_bad_command_line_is_one_clear_line(args: list[str], code: int, message: str) -> None:
+    result = zramd(*args, check=False)
+    assert result.returncode == code, result.stderr
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith("zramd: ")
+    assert message in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr

@@ -98,6 +98,9 @@ def swapon(mountpoint: str, priority: int = DEFAULT_SWAP_PRIORITY, discard: bool
 def swapoff(mountpoint: str) -> list[str]:
     """Disable swap on every loop device over the disk and detach them; returns those devices."""
     mountpoint = os.path.abspath(mountpoint)
+    entry = mount_entry(mountpoint)
+    if entry is None or entry.fstype != FSTYPE:
+        raise UserError(f"{mountpoint} is not a zramd mount (see 'zramd status')")
     disk = os.path.join(mountpoint, "disk")
     active = swap_devices()
     done = []
