@@ -7,13 +7,14 @@ else (initialised), and always resets the device afterwards.
 
 from __future__ import annotations
 
-import os
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+
+from zramd.bench import kernel_unavailable
 
 SYSFS = Path("/sys/block/zram0")
 
@@ -49,15 +50,8 @@ class KernelZram:
         self.set("reset", "1")
 
 
-def kernel_zram_unavailable() -> str | None:
-    """Why the kernel's zram0 cannot be used here, or None when it can."""
-    if not SYSFS.exists():
-        return "the kernel's zram is absent (/sys/block/zram0 does not exist)"
-    if os.geteuid() != 0:
-        return "configuring the kernel's zram0 needs root"
-    if (SYSFS / "initstate").read_text().strip() != "0":
-        return "the kernel's zram0 is in use (initialised) by someone else; not touching it"
-    return None
+# Why the kernel's zram0 cannot be used here, or None when it can (the benchmark's own check).
+kernel_zram_unavailable = kernel_unavailable
 
 
 @contextmanager

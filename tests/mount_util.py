@@ -83,17 +83,21 @@ def force_cleanup(path: Path) -> None:
             subprocess.run(["umount", str(path)], capture_output=True, check=False)
             if mount_entry(str(path)) is not None:
                 subprocess.run(["umount", "-l", str(path)], capture_output=True, check=False)
-    if pid is not None:
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                break
-            time.sleep(0.05)
-        else:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+    if pid is not None and not exited(pid, timeout=10):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def exited(pid: int, timeout: float) -> bool:
+    """Wait up to `timeout` seconds for process `pid` to be gone; whether it is."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.05)
+    return False
 
 
 @contextlib.contextmanager

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.mount_util import Mount, fuse_unavailable, wait_served, zramd, zramd_mount
+from tests.mount_util import Mount, exited, fuse_unavailable, wait_served, zramd, zramd_mount
 from zramd.control import daemon_pid
 from zramd.fuse_ops import ATTR_TIMEOUT
 from zramd.mounts import mount_entry
@@ -30,14 +30,7 @@ MiB = 1 << 20
 
 
 def wait_gone(pid: int, timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"pid {pid} still running")
+    assert exited(pid, timeout), f"pid {pid} still running"
 
 
 def test_tree_shape_and_disk_file(tmp_path: Path) -> None:

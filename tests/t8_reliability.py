@@ -321,7 +321,6 @@ time_based=1
         assert hammer_errors == []
         assert mount.attr("consistency").startswith("ok"), mount.attr("consistency")
         assert mount.io_stat()[:2] == [0, 0]
-        assert mount.mm_stat()[6] >= 0
 
 
 # ---------------------------------------------------------------------------- security

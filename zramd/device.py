@@ -554,10 +554,6 @@ class ZramDevice:
     def pool(self) -> ZsPool | None:
         return self._pool
 
-    def slot_metadata_bytes(self) -> int:
-        """Bytes of slot table per page of disksize."""
-        return self._handle.itemsize + self._flags.itemsize if self._nr_pages else 12
-
     # ------------------------------------------------------------------ fault injection (tests only)
 
     def inject_faults(self, compress_failures: int = 0, decompress_failures: int = 0) -> None:

@@ -377,13 +377,6 @@ class ZsPool:
     def _fullness(self, zspage: int, cid: int) -> int:
         return self._group_table[cid][self._zs_inuse[zspage]]
 
-    def _fix_fullness_group(self, zspage: int, cid: int) -> int:
-        group = self._fullness(zspage, cid)
-        if group != self._zs_group[zspage]:
-            self._remove(zspage, cid)
-            self._insert(zspage, cid, group)
-        return group
-
     def _move(self, zspage: int, cid: int, group: int) -> None:
         """`_remove` then `_insert` (``fix_fullness_group``'s move), written out in one function
         because the write path moves a zspage on most allocations and frees."""
