@@ -13,8 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-
-from zramd.bench import kernel_unavailable
+from benchmarks.fio_matrix import kernel_unavailable
 
 SYSFS = Path("/sys/block/zram0")
 

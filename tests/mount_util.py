@@ -19,8 +19,9 @@ from typing import Any
 
 import pytest
 
-from zramd.control import daemon_pid, logfile_for
-from zramd.mounts import is_dead_mount, loop_devices_for, mount_entry
+from zramd.host.mounts import is_dead_mount, loop_devices_for, mount_entry
+from zramd.host.processes import daemon_pid
+from zramd.host.rundir import logfile_for
 
 
 def fuse_unavailable() -> str | None:

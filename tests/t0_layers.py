@@ -1,9 +1,16 @@
 """Tier 0: the layering rules, checked on the source.
 
-Layers talk downward only: compression backends, size classes and the pool, the device, the
-attribute tree, then the FUSE front end, the daemon and the CLI. The pool and the device are plain
-synchronous code that never imports trio or pyfuse3, and only the FUSE front end (with the daemon
-that runs it) speaks to pyfuse3.
+This file holds the one layer table of the project (docs/design.md and zramd/__init__.py point
+here). Every module has a rank; a module may import only modules of a strictly lower rank, so
+"talk downward only" and "no import cycle" are the same check. On top of the ranks, by package:
+
+* `zramd.core` (the pure synchronous core: units, errors, parsers, codecs, size classes, pool,
+  device, attribute files) imports only the standard library, the codecs and `zramd.core`;
+* `zramd.host` (what both sides need about the host) imports only `zramd.core` besides that;
+* `zramd.serve` (the FUSE front end and the daemon) and `zramd.admin` (the CLI-process tools)
+  never import each other;
+* only `zramd.serve` imports trio or pyfuse3;
+* nothing in `zramd` imports `benchmarks` (a developer tool, not shipped).
 """
 
 from __future__ import annotations
@@ -15,85 +22,133 @@ from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parent.parent / "zramd"
-# Each module, and the zramd modules it may import.
-ALLOWED: dict[str, set[str]] = {
-    "units": set(),
-    "errors": set(),
-    "kparse": {"errors"},
-    "compress": {"units"},
-    "size_classes": {"units"},
-    "pool": {"size_classes", "units"},
-    "device": {"compress", "errors", "pool", "size_classes", "units"},
-    "attrs": {"compress", "device", "errors", "kparse", "units"},
-    "estimate": {"device", "errors", "pool", "units"},
-    "generator_config": {"compress", "errors"},
-    "config": set(),
-    "systemd": set(),
-    "hardening": set(),
-    "mounts": {"errors"},
-    "control": {"config", "errors", "mounts", "units", "helpers"},
-    "helpers": {"control", "errors", "mounts"},
-    "fuse_ops": {"attrs", "device", "errors", "units"},
-    "daemon": {
-        "attrs",
-        "config",
-        "control",
-        "device",
-        "errors",
-        "fuse_ops",
-        "hardening",
-        "mounts",
-        "systemd",
-    },
-    "cli": {
-        "bench",
-        "compress",
-        "config",
-        "control",
-        "daemon",
-        "errors",
-        "estimate",
-        "generator_config",
-        "helpers",
-        "units",
-    },
-    "bench": {"compress", "config", "control", "errors", "mounts", "units"},
-    "__main__": {"cli"},
-    "__init__": set(),
+ROOT = Path(__file__).resolve().parent.parent
+
+# module -> rank; lower ranks are lower layers.
+LAYERS: dict[str, int] = {
+    "zramd": 0,  # the package itself holds only __version__ and imports nothing
+    # the core: stdlib and codecs only
+    "zramd.core.units": 0,
+    "zramd.core.errors": 0,
+    "zramd.core.kparse": 1,
+    "zramd.core.compress": 1,
+    "zramd.core.size_classes": 1,
+    "zramd.core.pool": 2,
+    "zramd.core.device": 3,
+    "zramd.core.attrs": 4,
+    "zramd.core": 5,
+    # the host: paths, mounts, processes, attribute directories read from outside
+    "zramd.host.rundir": 10,
+    "zramd.host.settings": 10,
+    "zramd.host.mounts": 11,
+    "zramd.host.processes": 11,
+    "zramd.host.sysdir": 11,
+    "zramd.host": 12,
+    # the daemon side
+    "zramd.serve.hardening": 20,
+    "zramd.serve.sdnotify": 20,
+    "zramd.serve.testing": 20,
+    "zramd.serve.ops": 21,
+    "zramd.serve.daemon": 22,
+    "zramd.serve": 23,
+    # the command-line side
+    "zramd.admin.config_file": 20,
+    "zramd.admin.estimate": 20,
+    "zramd.admin.blockdev": 21,
+    "zramd.admin.control": 22,
+    "zramd.admin": 23,
+    # the top
+    "zramd.cli": 31,
+    "zramd.__main__": 32,
+    # developer tools outside the product
+    "benchmarks.fio_matrix": 40,
+    "benchmarks.pool": 40,
+    "benchmarks": 41,
 }
-ASYNC_MODULES = {"fuse_ops", "daemon"}  # the only ones that may import trio or pyfuse3
+THIRD_PARTY_CORE = {"lzo", "lz4"}
+ASYNC = {"trio", "pyfuse3"}
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+SOURCES = sorted([*(ROOT / "zramd").rglob("*.py"), *(ROOT / "benchmarks").rglob("*.py")])
+MODULES = {module_name(p): p for p in SOURCES}
 
 
 def imports_of(path: Path) -> set[str]:
-    tree = ast.parse(path.read_text())
+    """Every module `path` imports, lazily or not; ``from zramd.core import pool`` counts as
+    zramd.core.pool, not as the package."""
     found: set[str] = set()
-    for node in ast.walk(tree):
+    for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            found.add(node.module)
-            if node.module == "zramd":  # `from zramd import x`: x may be a module or a name
-                found.update(f"zramd.{a.name}" for a in node.names if (PACKAGE / f"{a.name}.py").exists())
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            for alias in node.names:
+                child = f"{node.module}.{alias.name}"
+                found.add(child if child in MODULES else node.module)
     return found
 
 
-@pytest.mark.parametrize("path", sorted(PACKAGE.glob("*.py")), ids=lambda p: p.stem)
-def test_module_imports_follow_the_layers(path: Path) -> None:
-    module = path.stem
-    assert module in ALLOWED, f"new module {module}: add it to the layer table"
-    imported = imports_of(path)
-    internal = {name.split(".")[1] for name in imported if name.startswith("zramd.")}
-    assert internal <= ALLOWED[module], f"{module} imports {internal - ALLOWED[module]}"
-    if module not in ASYNC_MODULES:
-        assert not {"trio", "pyfuse3"} & {name.split(".")[0] for name in imported}, module
-    doc = ast.get_docstring(ast.parse(path.read_text()))
-    assert doc and len(doc) > 40, f"{module} needs a docstring saying what it owns"
+def internal(names: set[str]) -> set[str]:
+    return {n for n in names if n.split(".")[0] in ("zramd", "benchmarks")}
 
 
-def test_pool_and_device_load_without_trio_or_pyfuse3() -> None:
+def test_every_module_has_a_rank() -> None:
+    assert set(MODULES) == set(LAYERS), "add new modules to LAYERS (and remove gone ones)"
+
+
+@pytest.mark.parametrize("name", sorted(MODULES))
+def test_imports_go_strictly_downward(name: str) -> None:
+    for imported in internal(imports_of(MODULES[name])):
+        assert imported in LAYERS, f"{name} imports {imported}, which is not a module"
+        assert LAYERS[imported] < LAYERS[name], (
+            f"{name} (rank {LAYERS[name]}) imports {imported} (rank {LAYERS[imported]})"
+        )
+
+
+@pytest.mark.parametrize("name", sorted(MODULES))
+def test_package_rules(name: str) -> None:
+    imported = imports_of(MODULES[name])
+    tops = {n.split(".")[0] for n in imported}
+    ours = internal(imported)
+    if name.startswith("zramd.core"):
+        outside = {n for n in tops - THIRD_PARTY_CORE if n not in sys.stdlib_module_names and n != "zramd"}
+        assert not outside, f"{name} imports {outside}: the core takes only the stdlib and the codecs"
+        assert all(n.startswith("zramd.core") for n in ours), f"{name} reaches outside the core"
+    if name.startswith("zramd.host"):
+        assert all(n.startswith(("zramd.core", "zramd.host")) for n in ours), name
+    if name.startswith("zramd.serve"):
+        assert not any(n.startswith("zramd.admin") for n in ours), f"{name} imports the CLI side"
+    if name.startswith("zramd.admin"):
+        assert not any(n.startswith("zramd.serve") for n in ours), f"{name} imports the daemon side"
+    if not name.startswith("zramd.serve"):
+        assert not ASYNC & tops, f"{name} imports {ASYNC & tops}; only zramd.serve may"
+    if name.startswith("zramd"):
+        assert "benchmarks" not in tops, f"{name} imports the benchmarks"
+
+
+@pytest.mark.parametrize("name", sorted(MODULES))
+def test_module_says_what_it_owns(name: str) -> None:
+    doc = ast.get_docstring(ast.parse(MODULES[name].read_text()))
+    assert doc and len(doc) > 40, f"{name} needs a docstring saying what it owns"
+
+
+def test_the_check_sees_a_planted_upward_import(tmp_path: Path) -> None:
+    """The walker finds lazy imports inside functions and resolves ``from pkg import module``."""
+    planted = tmp_path / "planted.py"
+    planted.write_text("def f():\n    from zramd.serve import daemon\n    import zramd.cli\n")
+    assert imports_of(planted) >= {"zramd.serve.daemon", "zramd.cli"}
+
+
+def test_the_core_loads_without_trio_or_pyfuse3() -> None:
     code = (
-        "import sys, zramd.device, zramd.pool, zramd.attrs, zramd.estimate; "
+        "import sys, zramd.core.device, zramd.core.pool, zramd.core.attrs, zramd.admin.estimate, "
+        "zramd.admin.control, zramd.host.sysdir; "
         "print(sorted(m for m in ('trio', 'pyfuse3') if m in sys.modules))"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

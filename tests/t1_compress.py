@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from zramd import compress
-from zramd.units import PAGE_SIZE
+from zramd.core import compress
+from zramd.core.units import PAGE_SIZE
 
 SAMPLE = (Path(compress.__file__).read_bytes() * 4)[:PAGE_SIZE]
 PAGES = [

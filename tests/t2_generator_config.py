@@ -13,9 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from zramd import compress
-from zramd.errors import UserError
-from zramd.generator_config import (
+from zramd.admin.config_file import (
     ConfigError,
     DeviceSection,
     ExpressionError,
@@ -23,6 +21,8 @@ from zramd.generator_config import (
     load_config,
     parse_config,
 )
+from zramd.core import compress
+from zramd.core.errors import UserError
 
 MIB = 1 << 20
 PATH = "zramd.conf"

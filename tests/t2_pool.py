@@ -14,9 +14,10 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from zramd.pool import OBJ_INDEX_BITS, PoolExhausted, ZsPool
-from zramd.size_classes import SizeClassTable, chain_length, class_index
-from zramd.units import PAGE_SIZE
+from zramd.core import attrs
+from zramd.core.pool import OBJ_INDEX_BITS, PoolExhausted, ZsPool
+from zramd.core.size_classes import SizeClassTable, chain_length, class_index
+from zramd.core.units import PAGE_SIZE
 
 VECTORS = Path(__file__).resolve().parent / "data" / "complen_corpus64_lzo.txt"
 
@@ -247,7 +248,7 @@ def test_classes_table_format() -> None:
     pool, _ = make_pool()
     for n in range(5):
         pool.malloc(2041, n)
-    lines = pool.format_classes().splitlines()
+    lines = attrs.format_classes(pool.class_stats()).splitlines()
     assert lines[0].split() == [
         "class", "size", "10%", "20%", "30%", "40%", "50%", "60%", "70%", "80%", "90%", "99%", "100%",
         "obj_allocated", "obj_used", "pages_used", "pages_per_zspage", "freeable",

@@ -1,4 +1,4 @@
-"""Tier 3: the device core (`zramd.device.ZramDevice`) without FUSE.
+"""Tier 3: the device core (`zramd.core.device.ZramDevice`) without FUSE.
 
 The oracle is reference §1-§2 (zram's setup state machine, write path, counters, discard and
 mem_limit semantics) and, for contents, a plain bytearray: the device must read back exactly what
@@ -18,11 +18,11 @@ from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
-from zramd import compress
-from zramd.device import MmStat, ZramDevice
-from zramd.errors import DeviceBusy, InvalidArgument, IOFailure, NoMemory, NoSpace
-from zramd.size_classes import SizeClassTable
-from zramd.units import PAGE_SIZE
+from zramd.core import attrs, compress
+from zramd.core.device import MmStat, ZramDevice
+from zramd.core.errors import DeviceBusy, InvalidArgument, IOFailure, NoMemory, NoSpace
+from zramd.core.size_classes import SizeClassTable
+from zramd.core.units import PAGE_SIZE
 
 PAGE = PAGE_SIZE
 HUGE_CLASS_SIZE = 3625  # reference §3: comp_len at or above this is stored raw
@@ -168,7 +168,7 @@ def test_uninitialised_device() -> None:
     assert dev.disksize == 0
     assert not dev.initialized
     assert dev.comp_algorithm == "lzo"
-    assert dev.mm_stat() == ZERO_MM
+    assert dev.statistics().mm == ZERO_MM
     assert dev.read(0, 4096) == b""
     with pytest.raises(NoSpace):
         dev.write(0, b"x")
@@ -177,7 +177,7 @@ def test_uninitialised_device() -> None:
     with pytest.raises(InvalidArgument):
         dev.compact()
     dev.reset_mem_used_max()  # a no-op, not an error
-    assert dev.mm_stat() == ZERO_MM
+    assert dev.statistics().mm == ZERO_MM
     dev.reset()  # a no-op on an uninitialised device
     dev.check_invariants()
 
@@ -212,7 +212,7 @@ def test_setup_attributes_are_busy_once_initialised(dev: ZramDevice) -> None:
     assert dev.disksize == 64 * PAGE
     assert dev.comp_algorithm == "lzo"
     assert pages_of(dev, 0) == text_page(0)
-    assert dev.mm_stat().compr_data_size == complen(text_page(0), "lzo")
+    assert dev.statistics().mm.compr_data_size == complen(text_page(0), "lzo")
 
 
 @pytest.mark.parametrize("name", ["zstd", "lzo-rle", "", "LZO", "lz4 ", "lzo\n\n"])
@@ -232,7 +232,7 @@ def test_selected_algorithm_is_used(name: str) -> None:
     assert dev.comp_algorithm == name  # kept as given, like the kernel
     dev.set_disksize(8 * PAGE)
     dev.write(PAGE, page)
-    assert dev.mm_stat().compr_data_size == complen(page, "lz4")
+    assert dev.statistics().mm.compr_data_size == complen(page, "lz4")
     assert pages_of(dev, 1) == page
     dev.reset()
 
@@ -250,22 +250,22 @@ def test_reset_returns_to_uninitialised_defaults() -> None:
     dev.set_mem_limit(1)  # everything non-same now fails
     with pytest.raises(IOFailure):
         dev.write(7 * PAGE, random_bytes(7))
-    mm = dev.mm_stat()
+    mm = dev.statistics().mm
     assert mm.orig_data_size and mm.compr_data_size and mm.mem_used_total and mm.mem_used_max
     assert mm.same_pages == mm.huge_pages == mm.huge_pages_since == 1
-    assert dev.io_stat().failed_writes == 1
-    assert dev.io_stat().notify_free == 2
+    assert dev.statistics().io.failed_writes == 1
+    assert dev.statistics().io.notify_free == 2
 
     dev.reset()
     assert dev.disksize == 0
     assert not dev.initialized
     assert dev.comp_algorithm == "lzo"
     assert dev.mem_limit_pages == 0
-    assert dev.mm_stat() == ZERO_MM
-    io = dev.io_stat()
+    assert dev.statistics().mm == ZERO_MM
+    io = dev.statistics().io
     assert (io.failed_reads, io.failed_writes, io.notify_free) == (0, 0, 0)
-    assert dev.format_debug_stat() == "version: 1\n0        0\n"
-    assert [int(c) for c in dev.format_block_stat().split()] == [0] * 17
+    assert attrs.format_debug_stat() == "version: 1\n0        0\n"
+    assert [int(c) for c in attrs.format_block_stat(dev.statistics().block).split()] == [0] * 17
     assert dev.read(0, PAGE) == b""
     dev.check_invariants()
 
@@ -273,8 +273,8 @@ def test_reset_returns_to_uninitialised_defaults() -> None:
     dev.set_disksize(8 * PAGE)
     assert dev.read(0, 8 * PAGE) == bytes(8 * PAGE)
     dev.write(0, text_page(0))
-    assert dev.mm_stat().compr_data_size == complen(text_page(0), "lzo")
-    assert dev.mm_stat().mem_limit == 0
+    assert dev.statistics().mm.compr_data_size == complen(text_page(0), "lzo")
+    assert dev.statistics().mm.mem_limit == 0
     dev.check_invariants()
     dev.reset()
 
@@ -286,23 +286,27 @@ def test_reset_refused_while_open_changes_nothing(dev: ZramDevice) -> None:
     dev.open_disk()
     dev.open_disk()
     dev.close_disk()
-    before = (dev.mm_stat(), dev.io_stat(), dev.disksize, dev.comp_algorithm, pages_of(dev, 0, 64))
+    def state() -> tuple[object, ...]:
+        stat = dev.statistics()
+        return stat.mm, stat.io, dev.disksize, dev.comp_algorithm, pages_of(dev, 0, 64)
+
+    before = state()
     with pytest.raises(DeviceBusy):
         dev.reset()
-    after = (dev.mm_stat(), dev.io_stat(), dev.disksize, dev.comp_algorithm, pages_of(dev, 0, 64))
+    after = state()
     assert after == before
     dev.check_invariants()
     dev.close_disk()
     dev.reset()
     assert not dev.initialized
-    assert dev.mm_stat() == ZERO_MM
+    assert dev.statistics().mm == ZERO_MM
 
 
 def test_reset_of_uninitialised_device_clears_mem_limit() -> None:
     dev = ZramDevice()
     dev.set_mem_limit(PAGE)
     dev.reset()
-    assert dev.mm_stat() == ZERO_MM
+    assert dev.statistics().mm == ZERO_MM
 
 
 def test_reset_refused_while_open_even_uninitialised() -> None:
@@ -337,29 +341,29 @@ def test_reset_mem_used_max_sets_peak_to_current(dev: ZramDevice) -> None:
     for i in range(6):
         dev.write(i * PAGE, random_bytes(i))  # six huge pages: one pool page each
     dev.discard(0, 4 * PAGE)
-    mm = dev.mm_stat()
+    mm = dev.statistics().mm
     assert mm.mem_used_total == 2 * PAGE
     assert mm.mem_used_max == 6 * PAGE
     dev.reset_mem_used_max()
-    assert dev.mm_stat().mem_used_max == 2 * PAGE
+    assert dev.statistics().mm.mem_used_max == 2 * PAGE
     dev.write(10 * PAGE, bytes(PAGE))  # same-filled: no allocation, peak untouched
-    assert dev.mm_stat().mem_used_max == 2 * PAGE
+    assert dev.statistics().mm.mem_used_max == 2 * PAGE
     dev.write(11 * PAGE, random_bytes(11))
-    assert dev.mm_stat().mem_used_max == 3 * PAGE
+    assert dev.statistics().mm.mem_used_max == 3 * PAGE
     dev.discard(0, 64 * PAGE)
     dev.reset_mem_used_max()
-    assert dev.mm_stat().mem_used_max == 0
+    assert dev.statistics().mm.mem_used_max == 0
     dev.check_invariants()
 
 
 def test_mem_limit_rounds_up_to_pages() -> None:
     dev = ZramDevice()
     dev.set_mem_limit(1)  # settable while uninitialised too
-    assert dev.mm_stat().mem_limit == PAGE
+    assert dev.statistics().mm.mem_limit == PAGE
     dev.set_mem_limit(64 * 1024 + 1)
-    assert dev.mm_stat().mem_limit == 17 * PAGE
+    assert dev.statistics().mm.mem_limit == 17 * PAGE
     dev.set_mem_limit(0)
-    assert dev.mm_stat().mem_limit == 0
+    assert dev.statistics().mm.mem_limit == 0
 
 
 def test_set_disksize_out_of_memory_leaves_device_uninitialised() -> None:
@@ -385,7 +389,7 @@ def test_set_disksize_out_of_memory_leaves_device_uninitialised() -> None:
 
 def test_zero_page_is_same_filled_without_allocation(dev: ZramDevice) -> None:
     assert dev.write(3 * PAGE, bytes(PAGE)) == PAGE
-    mm = dev.mm_stat()
+    mm = dev.statistics().mm
     assert mm.same_pages == 1
     assert mm.orig_data_size == PAGE
     assert mm.compr_data_size == 0
@@ -410,13 +414,13 @@ def test_zero_page_is_same_filled_without_allocation(dev: ZramDevice) -> None:
 def test_repeated_word_pages_are_same_filled(dev: ZramDevice, page: bytes) -> None:
     assert len(page) == PAGE
     dev.write(5 * PAGE, page)
-    mm = dev.mm_stat()
+    mm = dev.statistics().mm
     assert (mm.same_pages, mm.orig_data_size, mm.compr_data_size, mm.mem_used_total) == (1, PAGE, 0, 0)
     assert mm.mem_used_max == 0
     assert pages_of(dev, 5) == page
     # Overwriting one same page with another keeps one same page.
     dev.write(5 * PAGE, b"ABCDEFGH" * 512)
-    assert dev.mm_stat().same_pages == 1
+    assert dev.statistics().mm.same_pages == 1
     assert pages_of(dev, 5) == b"ABCDEFGH" * 512
     dev.check_invariants()
 
@@ -440,7 +444,7 @@ def test_not_same_filled_pages_are_compressed(dev: ZramDevice, page: bytes) -> N
     assert len(page) == PAGE
     assert not is_same_filled(page)
     dev.write(0, page)
-    mm = dev.mm_stat()
+    mm = dev.statistics().mm
     assert mm.same_pages == 0
     assert mm.orig_data_size == PAGE
     assert mm.compr_data_size == stored_size(page) > 0
@@ -452,7 +456,7 @@ def test_not_same_filled_pages_are_compressed(dev: ZramDevice, page: bytes) -> N
 def test_random_pages_are_huge(dev: ZramDevice) -> None:
     for i in range(3):
         dev.write(i * PAGE, random_bytes(i))
-    mm = dev.mm_stat()
+    mm = dev.statistics().mm
     assert mm.huge_pages == mm.huge_pages_since == 3
     assert mm.compr_data_size == 3 * PAGE
     assert mm.orig_data_size == 3 * PAGE
@@ -465,16 +469,16 @@ def test_random_pages_are_huge(dev: ZramDevice) -> None:
 def test_huge_pages_since_never_decreases(dev: ZramDevice) -> None:
     seen = []
     dev.write(0, random_bytes(0))
-    seen.append(dev.mm_stat())
+    seen.append(dev.statistics().mm)
     dev.write(0, text_page(0))  # overwrite huge with compressed
-    seen.append(dev.mm_stat())
+    seen.append(dev.statistics().mm)
     dev.write(0, random_bytes(1))  # huge again
-    seen.append(dev.mm_stat())
+    seen.append(dev.statistics().mm)
     dev.write(0, bytes(PAGE))  # same-filled
-    seen.append(dev.mm_stat())
+    seen.append(dev.statistics().mm)
     dev.write(PAGE, random_bytes(2))
     dev.discard(0, 2 * PAGE)
-    seen.append(dev.mm_stat())
+    seen.append(dev.statistics().mm)
     assert [m.huge_pages for m in seen] == [1, 0, 1, 0, 0]
     assert [m.huge_pages_since for m in seen] == [1, 1, 2, 2, 3]
     dev.check_invariants()
@@ -486,7 +490,7 @@ def test_compressed_sizes_are_the_backends_lengths(dev: ZramDevice) -> None:
         assert dev.write(i * PAGE, page) == PAGE
     lens = [complen(p) for p in pages]
     assert all(n < HUGE_CLASS_SIZE for n in lens)
-    mm = dev.mm_stat()
+    mm = dev.statistics().mm
     assert mm.compr_data_size == sum(lens)
     assert mm.huge_pages == mm.same_pages == 0
     assert mm.orig_data_size == 10 * PAGE
@@ -501,7 +505,7 @@ def test_huge_threshold_is_3625(algo: str, comp_len: int, huge: bool) -> None:
     page = page_with_complen(comp_len, comp_len, algo=algo)
     dev = make_device(4, algo=algo)
     dev.write(PAGE, page)
-    mm = dev.mm_stat()
+    mm = dev.statistics().mm
     assert mm.huge_pages == int(huge)
     assert mm.compr_data_size == (PAGE if huge else comp_len)
     assert mm.mem_used_total == (PAGE if huge else 8 * PAGE)  # 3632 class: 8-page zspage
@@ -515,9 +519,9 @@ def test_huge_threshold_follows_the_chain_size() -> None:
     dev.set_disksize(4 * PAGE)
     below, at = page_with_complen(3256, 3256), page_with_complen(3257, 3257)
     dev.write(0, below)
-    assert (dev.mm_stat().huge_pages, dev.mm_stat().compr_data_size) == (0, 3256)
+    assert (dev.statistics().mm.huge_pages, dev.statistics().mm.compr_data_size) == (0, 3256)
     dev.write(PAGE, at)
-    assert (dev.mm_stat().huge_pages, dev.mm_stat().compr_data_size) == (1, 3256 + PAGE)
+    assert (dev.statistics().mm.huge_pages, dev.statistics().mm.compr_data_size) == (1, 3256 + PAGE)
     assert pages_of(dev, 0, 2) == below + at
     dev.check_invariants()
     dev.reset()
@@ -528,30 +532,30 @@ def test_orig_data_size_counts_same_pages(dev: ZramDevice) -> None:
     dev.write(PAGE, b"ABCD" * 1024)
     dev.write(2 * PAGE, text_page(0))
     dev.write(3 * PAGE, random_bytes(3))
-    mm = dev.mm_stat()
+    mm = dev.statistics().mm
     assert mm.orig_data_size == 4 * PAGE
     assert mm.same_pages == 2
     assert mm.compr_data_size == complen(text_page(0)) + PAGE
     # An untouched page is not stored; writing the same page twice stores it once.
     dev.write(0, bytes(PAGE))
-    assert dev.mm_stat().orig_data_size == 4 * PAGE
+    assert dev.statistics().mm.orig_data_size == 4 * PAGE
 
 
 def test_overwrite_frees_the_old_object(dev: ZramDevice) -> None:
     dev.write(0, text_page(0))
-    assert counters(dev.mm_stat()) == (PAGE, complen(text_page(0)), 0, 0)
+    assert counters(dev.statistics().mm) == (PAGE, complen(text_page(0)), 0, 0)
     dev.write(0, random_bytes(0))
-    mm = dev.mm_stat()
+    mm = dev.statistics().mm
     assert counters(mm) == (PAGE, PAGE, 0, 1)
     assert mm.mem_used_total == PAGE  # the text page's zspage was released
     dev.write(0, text_page(1))
-    assert counters(dev.mm_stat()) == (PAGE, complen(text_page(1)), 0, 0)
+    assert counters(dev.statistics().mm) == (PAGE, complen(text_page(1)), 0, 0)
     dev.write(0, b"ABCDEFGH" * 512)
-    mm = dev.mm_stat()
+    mm = dev.statistics().mm
     assert counters(mm) == (PAGE, 0, 1, 0)
     assert mm.mem_used_total == 0
     dev.write(0, random_bytes(9))
-    assert counters(dev.mm_stat()) == (PAGE, PAGE, 0, 1)
+    assert counters(dev.statistics().mm) == (PAGE, PAGE, 0, 1)
     assert pages_of(dev, 0) == random_bytes(9)
     dev.check_invariants()
 
@@ -561,10 +565,10 @@ def test_overwrite_peak_3_plus_5_pages(dev: ZramDevice) -> None:
     small = page_in_class(1536)  # 3-page zspages
     big = page_in_class(2560)  # 5-page zspages
     dev.write(0, small)
-    mm = dev.mm_stat()
+    mm = dev.statistics().mm
     assert (mm.mem_used_total, mm.mem_used_max) == (3 * PAGE, 3 * PAGE)
     dev.write(0, big)
-    mm = dev.mm_stat()
+    mm = dev.statistics().mm
     assert mm.mem_used_max == 8 * PAGE  # both zspages existed for a moment
     assert mm.mem_used_total == 5 * PAGE  # then the 3-page one emptied and was released
     assert mm.compr_data_size == complen(big)
@@ -577,9 +581,9 @@ def test_overwrite_in_a_full_class_needs_a_new_zspage(dev: ZramDevice) -> None:
     a, b, c = (page_in_class(2048, seed) for seed in range(3))
     dev.write(0, a)
     dev.write(PAGE, b)
-    assert dev.mm_stat().mem_used_total == PAGE
+    assert dev.statistics().mm.mem_used_total == PAGE
     dev.write(0, c)
-    mm = dev.mm_stat()
+    mm = dev.statistics().mm
     assert mm.mem_used_max == 2 * PAGE
     assert mm.mem_used_total == 2 * PAGE  # the old page still holds b
     assert pages_of(dev, 0, 2) == c + b
@@ -598,17 +602,17 @@ def test_input_buffer_types(dev: ZramDevice) -> None:
 
 def test_mem_limit_stops_allocation_beyond_the_limit(dev: ZramDevice) -> None:
     dev.set_mem_limit(64 * 1024)  # 16 pages
-    assert dev.mm_stat().mem_limit == 16 * PAGE
+    assert dev.statistics().mm.mem_limit == 16 * PAGE
     for i in range(16):  # reaching exactly the limit is allowed
         assert dev.write(i * PAGE, random_bytes(i)) == PAGE
-    mm = dev.mm_stat()
+    mm = dev.statistics().mm
     assert mm.mem_used_total == mm.mem_used_max == 16 * PAGE
 
     # Page 17 needs a 17th pool page: EIO, counted once, recorded in the peak.
     with pytest.raises(IOFailure):
         dev.write(16 * PAGE, random_bytes(16))
-    mm = dev.mm_stat()
-    assert dev.io_stat().failed_writes == 1
+    mm = dev.statistics().mm
+    assert dev.statistics().io.failed_writes == 1
     assert mm.mem_used_total == 16 * PAGE
     assert mm.mem_used_max == 17 * PAGE  # > mem_limit by the failed allocation
     assert mm.orig_data_size == 16 * PAGE
@@ -618,37 +622,37 @@ def test_mem_limit_stops_allocation_beyond_the_limit(dev: ZramDevice) -> None:
     # Overwriting a stored page also fails: the new object comes before the old one is freed.
     with pytest.raises(IOFailure):
         dev.write(0, random_bytes(100))
-    assert dev.io_stat().failed_writes == 2
+    assert dev.statistics().io.failed_writes == 2
     assert pages_of(dev, 0) == random_bytes(0)
     with pytest.raises(IOFailure):  # a partial (read-modify-write) overwrite too
         dev.write(3 * PAGE + 10, b"xyz")
-    assert dev.io_stat().failed_writes == 3
+    assert dev.statistics().io.failed_writes == 3
     assert pages_of(dev, 3) == random_bytes(3)
 
     # Same-filled pages need no allocation: they still succeed, in one multi-page request.
     assert dev.write(20 * PAGE, bytes(8 * PAGE)) == 8 * PAGE
     assert dev.write(28 * PAGE, b"ABCDEFGH" * 512) == PAGE
-    mm = dev.mm_stat()
+    mm = dev.statistics().mm
     assert mm.same_pages == 9
     assert mm.mem_used_total == 16 * PAGE
-    assert dev.io_stat().failed_writes == 3
+    assert dev.statistics().io.failed_writes == 3
 
     # Turning a stored page into a same page frees room for exactly one more.
     dev.write(0, bytes(PAGE))
-    assert dev.mm_stat().mem_used_total == 15 * PAGE
+    assert dev.statistics().mm.mem_used_total == 15 * PAGE
     dev.write(16 * PAGE, random_bytes(16))
     with pytest.raises(IOFailure):
         dev.write(17 * PAGE, random_bytes(17))
-    assert dev.io_stat().failed_writes == 4
+    assert dev.statistics().io.failed_writes == 4
 
     # set_mem_limit(0) removes the limit at once.
     dev.set_mem_limit(0)
     for i in range(17, 20):
         dev.write(i * PAGE, random_bytes(i))
-    mm = dev.mm_stat()
+    mm = dev.statistics().mm
     assert mm.mem_limit == 0
     assert mm.mem_used_total == 19 * PAGE
-    assert dev.io_stat().failed_writes == 4
+    assert dev.statistics().io.failed_writes == 4
     expect = bytes(PAGE) + b"".join(random_bytes(i) for i in range(1, 20))
     assert pages_of(dev, 0, 20) == expect
     dev.check_invariants()
@@ -664,11 +668,11 @@ def test_mem_limit_failure_stops_a_request_at_the_failing_page(dev: ZramDevice) 
     new = b"".join(random_bytes(100 + i) for i in range(4))
     with pytest.raises(IOFailure):
         dev.write(40 * PAGE, new)
-    assert dev.io_stat().failed_writes == 1  # one per failed request, not per page
+    assert dev.statistics().io.failed_writes == 1  # one per failed request, not per page
     # Page 40 was written (16 pool pages), page 41 failed, 42 and 43 were never tried.
     assert pages_of(dev, 40) == new[:PAGE]
     assert pages_of(dev, 41, 3) == b"".join(old[1:])
-    mm = dev.mm_stat()
+    mm = dev.statistics().mm
     assert mm.same_pages == 3
     assert mm.mem_used_total == 16 * PAGE
     assert mm.mem_used_max == 17 * PAGE
@@ -679,15 +683,15 @@ def test_mem_limit_below_current_use(dev: ZramDevice) -> None:
     for i in range(8):
         dev.write(i * PAGE, random_bytes(i))
     dev.set_mem_limit(4 * PAGE)  # lower than what is in use: nothing is freed
-    assert dev.mm_stat().mem_used_total == 8 * PAGE
+    assert dev.statistics().mm.mem_used_total == 8 * PAGE
     with pytest.raises(IOFailure):
         dev.write(10 * PAGE, text_page(0))
     dev.discard(0, 5 * PAGE)
-    assert dev.mm_stat().mem_used_total == 3 * PAGE
+    assert dev.statistics().mm.mem_used_total == 3 * PAGE
     dev.write(10 * PAGE, random_bytes(10))  # 4 pages: at the limit, allowed
     with pytest.raises(IOFailure):
         dev.write(11 * PAGE, random_bytes(11))
-    assert dev.io_stat().failed_writes == 2
+    assert dev.statistics().io.failed_writes == 2
     dev.check_invariants()
 
 
@@ -697,19 +701,19 @@ def test_full_pool_compacts_before_failing() -> None:
     pages = [page_in_class(2048, seed) for seed in range(8)]
     for i, page in enumerate(pages):  # 2048 class: 4 pages, 2 objects each
         dev.write(i * PAGE, page)
-    assert dev.mm_stat().mem_used_total == 4 * PAGE
+    assert dev.statistics().mm.mem_used_total == 4 * PAGE
     for i in range(0, 8, 2):
         dev.discard(i * PAGE, PAGE)  # each page now half empty, none released
-    assert dev.mm_stat().mem_used_total == 4 * PAGE
+    assert dev.statistics().mm.mem_used_total == 4 * PAGE
     # No free frame for a huge page: the write path compacts (freeing 2 pages) and retries.
     dev.write(10 * PAGE, random_bytes(10))
-    mm = dev.mm_stat()
+    mm = dev.statistics().mm
     assert mm.pages_compacted == 2
     assert mm.mem_used_total == 3 * PAGE
     dev.write(11 * PAGE, random_bytes(11))
     with pytest.raises(IOFailure):  # truly full now
         dev.write(12 * PAGE, random_bytes(12))
-    assert dev.io_stat().failed_writes == 1
+    assert dev.statistics().io.failed_writes == 1
     for i in range(1, 8, 2):
         assert pages_of(dev, i) == pages[i]
     assert pages_of(dev, 10, 3) == random_bytes(10) + random_bytes(11) + bytes(PAGE)
@@ -746,7 +750,7 @@ class Checked:
 
     def verify(self) -> None:
         assert self.dev.read(0, len(self.model)) == self.model
-        assert counters(self.dev.mm_stat()) == expected_counters(self.model, self.stored, self.algo)
+        assert counters(self.dev.statistics().mm) == expected_counters(self.model, self.stored, self.algo)
         self.dev.check_invariants()
 
 
@@ -795,16 +799,16 @@ def test_partial_write_that_makes_a_page_same_filled(checked: Checked) -> None:
     # Patch the one differing byte of a nearly-same page: it becomes a same page.
     checked.write(9 * PAGE, b"ABCDEFGH" * 511 + b"ABCDEFGX")
     checked.verify()
-    assert checked.dev.mm_stat().same_pages == 2
+    assert checked.dev.statistics().mm.same_pages == 2
     checked.write(10 * PAGE - 1, b"H")
     checked.verify()
-    assert checked.dev.mm_stat().same_pages == 3
+    assert checked.dev.statistics().mm.same_pages == 3
 
 
 def test_partial_write_to_an_empty_page_stores_it(checked: Checked) -> None:
-    before = checked.dev.mm_stat()
+    before = checked.dev.statistics().mm
     checked.write(12 * PAGE + 5, b"\0\0\0")  # zeros into an empty page: a zero page now
-    mm = checked.dev.mm_stat()
+    mm = checked.dev.statistics().mm
     assert mm.orig_data_size == before.orig_data_size + PAGE
     assert mm.same_pages == before.same_pages + 1
     checked.write(13 * PAGE + 5, b"hello")
@@ -814,11 +818,11 @@ def test_partial_write_to_an_empty_page_stores_it(checked: Checked) -> None:
 def test_write_past_the_end(checked: Checked) -> None:
     dev = checked.dev
     size = dev.disksize
-    before = (dev.mm_stat(), dev.io_stat())
+    before = (dev.statistics().mm, dev.statistics().io)
     for offset in (size, size + 1, size + PAGE, 10**12):
         with pytest.raises(NoSpace):
             dev.write(offset, b"data")
-    assert (dev.mm_stat(), dev.io_stat()) == before
+    assert (dev.statistics().mm, dev.statistics().io) == before
     # A write running past the end is cut short there.
     assert checked.write(size - 5, b"0123456789") == 5
     assert dev.read(size - 10, 100) == bytes(5) + b"01234"
@@ -860,16 +864,16 @@ def test_negative_offsets_are_einval(checked: Checked) -> None:
 
 
 def test_zero_length_write_changes_nothing(checked: Checked) -> None:
-    before = checked.dev.mm_stat()
+    before = checked.dev.statistics().mm
     assert checked.dev.write(5, b"") == 0
     assert checked.dev.write(checked.dev.disksize, b"") == 0
-    assert checked.dev.mm_stat() == before
+    assert checked.dev.statistics().mm == before
     checked.verify()
 
 
 def test_block_stat_accounting(dev: ZramDevice) -> None:
     def cols() -> list[int]:
-        return [int(c) for c in dev.format_block_stat().split()]
+        return [int(c) for c in attrs.format_block_stat(dev.statistics().block).split()]
 
     dev.write(0, bytes(3 * PAGE))
     dev.read(0, 2 * PAGE)
@@ -891,16 +895,16 @@ def test_block_stat_accounting(dev: ZramDevice) -> None:
 def test_discard_frees_whole_pages_and_counts_them(checked: Checked) -> None:
     dev = checked.dev
     checked.discard(2 * PAGE, 3 * PAGE)  # text 2, text 3, huge 4
-    assert dev.io_stat().notify_free == 3
+    assert dev.statistics().io.notify_free == 3
     checked.verify()
-    mm = dev.mm_stat()
+    mm = dev.statistics().mm
     assert mm.huge_pages == 1
     assert mm.huge_pages_since == 2  # never decreases
     checked.discard(10 * PAGE, 3 * PAGE)  # never written: still counted
-    assert dev.io_stat().notify_free == 6
+    assert dev.statistics().io.notify_free == 6
     checked.discard(6 * PAGE, 2 * PAGE)  # the same and the zero page
-    assert dev.io_stat().notify_free == 8
-    mm = dev.mm_stat()
+    assert dev.statistics().io.notify_free == 8
+    mm = dev.statistics().mm
     assert mm.same_pages == 0
     checked.verify()
     assert pages_of(dev, 2, 3) == bytes(3 * PAGE)
@@ -909,12 +913,12 @@ def test_discard_frees_whole_pages_and_counts_them(checked: Checked) -> None:
 def test_discard_partial_edges_are_zeroed_in_place(checked: Checked) -> None:
     dev = checked.dev
     checked.discard(PAGE + 100, 2 * PAGE)  # [tail of 1][whole 2][head of 3]
-    assert dev.io_stat().notify_free == 1
+    assert dev.statistics().io.notify_free == 1
     checked.verify()
     assert dev.read(PAGE, 100) == text_page(1)[:100]
     assert dev.read(3 * PAGE + 100, PAGE - 100) == text_page(3)[100:]
     checked.discard(4 * PAGE + 10, 20)  # inside one (huge) page
-    assert dev.io_stat().notify_free == 1
+    assert dev.statistics().io.notify_free == 1
     checked.verify()
     checked.discard(6 * PAGE + 8, 16)  # inside a same page: no longer same
     checked.verify()
@@ -923,7 +927,7 @@ def test_discard_partial_edges_are_zeroed_in_place(checked: Checked) -> None:
     checked.verify()
     checked.discard(0, 10)  # leading bytes of page 0
     checked.verify()
-    assert dev.io_stat().notify_free == 1
+    assert dev.statistics().io.notify_free == 1
 
 
 def test_discard_zeroing_a_whole_page_via_edges(checked: Checked) -> None:
@@ -931,35 +935,35 @@ def test_discard_zeroing_a_whole_page_via_edges(checked: Checked) -> None:
     checked.discard(10, PAGE - 10)  # page 0 is now a zero page: same-filled, still stored
     checked.verify()
     assert 0 in checked.stored
-    assert checked.dev.mm_stat().same_pages == 3
-    assert checked.dev.io_stat().notify_free == 0
+    assert checked.dev.statistics().mm.same_pages == 3
+    assert checked.dev.statistics().io.notify_free == 0
 
 
 def test_discard_past_the_end(checked: Checked) -> None:
     dev = checked.dev
     size = dev.disksize
-    before = (dev.mm_stat(), dev.io_stat())
+    before = (dev.statistics().mm, dev.statistics().io)
     for offset in (size, size + 1, size + 10 * PAGE):
         with pytest.raises(InvalidArgument):
             dev.discard(offset, PAGE)
-    assert (dev.mm_stat(), dev.io_stat()) == before
+    assert (dev.statistics().mm, dev.statistics().io) == before
     checked.write(size - 2 * PAGE, random_bytes(77, 2 * PAGE))
     checked.discard(size - PAGE - 100, 100 * PAGE)  # clipped at the end
-    assert dev.io_stat().notify_free == 1
+    assert dev.statistics().io.notify_free == 1
     checked.verify()
     checked.discard(3 * PAGE, 1 << 40)
-    assert dev.io_stat().notify_free == 1 + 13
+    assert dev.statistics().io.notify_free == 1 + 13
     checked.verify()
-    assert dev.mm_stat().orig_data_size == 3 * PAGE
+    assert dev.statistics().mm.orig_data_size == 3 * PAGE
 
 
 def test_discard_everything_empties_the_pool(checked: Checked) -> None:
     checked.discard(0, checked.dev.disksize)
-    mm = checked.dev.mm_stat()
+    mm = checked.dev.statistics().mm
     assert counters(mm) == (0, 0, 0, 0)
     assert mm.mem_used_total == 0
     assert mm.mem_used_max > 0
-    assert checked.dev.io_stat().notify_free == 16
+    assert checked.dev.statistics().io.notify_free == 16
     checked.verify()
 
 
@@ -979,17 +983,17 @@ def test_compaction_through_the_device() -> None:
         contents[i] = i.to_bytes(8, "little") * 512
     for i, page in contents.items():
         dev.write(i * PAGE, page)
-    assert dev.mm_stat().mem_used_total == 150 * PAGE
+    assert dev.statistics().mm.mem_used_total == 150 * PAGE
     for i in range(0, 320, 2):
         dev.discard(i * PAGE, PAGE)
         del contents[i]
-    mm = dev.mm_stat()
+    mm = dev.statistics().mm
     assert mm.mem_used_total == (100 + 30 + 10) * PAGE  # half-empty zspages stay
-    assert dev.io_stat().notify_free == 160
+    assert dev.statistics().io.notify_free == 160
 
     freed = dev.compact()
     assert freed == 50 + 15  # 2048: 100 half pages -> 50; 1536: 10 half zspages -> 5 (15 pages)
-    mm = dev.mm_stat()
+    mm = dev.statistics().mm
     assert mm.pages_compacted == 65
     assert mm.mem_used_total == (50 + 15 + 10) * PAGE
     assert mm.mem_used_max == 150 * PAGE
@@ -998,7 +1002,7 @@ def test_compaction_through_the_device() -> None:
     assert counters(mm) == (160 * PAGE, sum(stored_size(p) for p in contents.values()), 10, 10)
     dev.check_invariants()
     assert dev.compact() == 0
-    assert dev.mm_stat().pages_compacted == 65
+    assert dev.statistics().mm.pages_compacted == 65
 
     # The moved objects are still the slots' own: overwrite and discard them normally.
     for i in list(contents)[:50]:
@@ -1028,41 +1032,41 @@ def test_decompression_failure_is_a_failed_read(dev: ZramDevice, monkeypatch: py
     monkeypatch.setattr(dev, "_decompress", _boom)
     with pytest.raises(IOFailure):
         dev.read(0, PAGE)
-    assert dev.io_stat().failed_reads == 1
+    assert dev.statistics().io.failed_reads == 1
     with pytest.raises(IOFailure):
         dev.read(PAGE, 3 * PAGE)  # reaches page 3
-    assert dev.io_stat().failed_reads == 2
+    assert dev.statistics().io.failed_reads == 2
     assert dev.read(PAGE, 2 * PAGE) == random_bytes(1) + b"ABCD" * 1024
     assert pages_of(dev, 4, 10) == bytes(10 * PAGE)
     # A partial write must read the page first: that fails as a write.
     with pytest.raises(IOFailure):
         dev.write(3 * PAGE + 1, b"x")
-    io = dev.io_stat()
+    io = dev.statistics().io
     assert (io.failed_reads, io.failed_writes) == (2, 1)
     monkeypatch.undo()
     assert pages_of(dev, 0, 4) == text_page(0) + random_bytes(1) + b"ABCD" * 1024 + text_page(3)
-    assert dev.io_stat().failed_reads == 2
+    assert dev.statistics().io.failed_reads == 2
     dev.check_invariants()
 
 
 def test_compression_failure_is_a_failed_write(dev: ZramDevice, monkeypatch: pytest.MonkeyPatch) -> None:
     dev.write(0, text_page(0))
     dev.write(PAGE, random_bytes(1))
-    before = dev.mm_stat()
+    before = dev.statistics().mm
     monkeypatch.setattr(dev, "_compress", _boom)
     with pytest.raises(IOFailure):
         dev.write(0, text_page(5))
-    assert dev.io_stat().failed_writes == 1
+    assert dev.statistics().io.failed_writes == 1
     with pytest.raises(IOFailure):
         dev.write(PAGE, random_bytes(9))
     with pytest.raises(IOFailure):
         dev.write(10, b"patch")
-    assert dev.io_stat().failed_writes == 3
-    assert dev.mm_stat() == before
+    assert dev.statistics().io.failed_writes == 3
+    assert dev.statistics().mm == before
     assert pages_of(dev, 0, 2) == text_page(0) + random_bytes(1)
     # Same-filled pages are never compressed, so they still store.
     assert dev.write(5 * PAGE, bytes(2 * PAGE)) == 2 * PAGE
-    assert dev.io_stat().failed_writes == 3
+    assert dev.statistics().io.failed_writes == 3
     dev.check_invariants()
     monkeypatch.undo()
     dev.write(0, text_page(5))
@@ -1075,7 +1079,7 @@ def test_discard_edge_failure_is_a_failed_write(dev: ZramDevice, monkeypatch: py
     monkeypatch.setattr(dev, "_compress", _boom)
     with pytest.raises(IOFailure):
         dev.discard(100, PAGE)  # the partial head of page 0 must be recompressed
-    io = dev.io_stat()
+    io = dev.statistics().io
     assert io.failed_writes == 1
     assert io.notify_free == 0
     monkeypatch.undo()
@@ -1161,12 +1165,12 @@ class DeviceMachine(RuleBasedStateMachine):
             self.huge_since += 1
         if self.limit and not is_same_filled(page):
             # A successful allocation is at most the limit, and the old object is freed after.
-            assert self.dev.mm_stat().mem_used_total <= self.limit * PAGE
+            assert self.dev.statistics().mm.mem_used_total <= self.limit * PAGE
 
     def _failed(self) -> None:
         event("a write failed at the mem_limit")
         self.failed_writes += 1
-        mm = self.dev.mm_stat()
+        mm = self.dev.statistics().mm
         assert self.limit, "a write failed without a mem_limit"
         assert mm.mem_used_max > mm.mem_limit  # the failed allocation is in the peak
 
@@ -1218,10 +1222,10 @@ class DeviceMachine(RuleBasedStateMachine):
         offset = page * PAGE + in_page
         size = len(self.model)
         if offset >= size:
-            before = (self.dev.mm_stat(), self.dev.io_stat())
+            before = (self.dev.statistics().mm, self.dev.statistics().io)
             with pytest.raises(InvalidArgument):
                 self.dev.discard(offset, length, write_zeroes)
-            assert (self.dev.mm_stat(), self.dev.io_stat()) == before
+            assert (self.dev.statistics().mm, self.dev.statistics().io) == before
             return
         end = min(offset + length, size)
         first, last = -(-offset // PAGE), end // PAGE
@@ -1267,16 +1271,16 @@ class DeviceMachine(RuleBasedStateMachine):
 
     @rule()
     def compact(self) -> None:
-        before = self.dev.mm_stat().mem_used_total
+        before = self.dev.statistics().mm.mem_used_total
         freed = self.dev.compact()
         event(f"compact freed {'some' if freed else 'no'} pages")
-        assert self.dev.mm_stat().mem_used_total == before - freed * PAGE
+        assert self.dev.statistics().mm.mem_used_total == before - freed * PAGE
         self.compacted += freed
 
     @rule(algo=ALGOS, pages=st.integers(8, 32))
     def reset_and_reinit(self, algo: str, pages: int) -> None:
         self.dev.reset()
-        assert self.dev.mm_stat() == ZERO_MM
+        assert self.dev.statistics().mm == ZERO_MM
         assert self.dev.comp_algorithm == "lzo"
         self.failed_writes = self.notify_free = self.huge_since = self.compacted = 0
         self._init(algo, pages, 0)
@@ -1285,7 +1289,7 @@ class DeviceMachine(RuleBasedStateMachine):
     def set_mem_limit(self, pages: int, slack: int) -> None:
         self.dev.set_mem_limit(pages * PAGE - slack)
         self.limit = pages
-        assert self.dev.mm_stat().mem_limit == pages * PAGE
+        assert self.dev.statistics().mm.mem_limit == pages * PAGE
 
     @rule()
     def clear_mem_limit(self) -> None:
@@ -1295,7 +1299,7 @@ class DeviceMachine(RuleBasedStateMachine):
     @rule()
     def reset_mem_used_max(self) -> None:
         self.dev.reset_mem_used_max()
-        mm = self.dev.mm_stat()
+        mm = self.dev.statistics().mm
         assert mm.mem_used_max == mm.mem_used_total
 
     @invariant()
@@ -1303,13 +1307,13 @@ class DeviceMachine(RuleBasedStateMachine):
         dev = self.dev
         dev.check_invariants()
         assert dev.read(0, len(self.model) + PAGE) == self.model
-        mm = dev.mm_stat()
+        mm = dev.statistics().mm
         assert counters(mm) == expected_counters(self.model, self.stored, self.algo)
         assert mm.huge_pages_since == self.huge_since
         assert mm.pages_compacted == self.compacted
         assert mm.mem_limit == self.limit * PAGE
         assert mm.mem_used_total <= mm.mem_used_max
-        io = dev.io_stat()
+        io = dev.statistics().io
         assert (io.failed_reads, io.failed_writes, io.notify_free) == (
             0,
             self.failed_writes,

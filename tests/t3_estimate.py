@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.kernel_zram import kernel_zram
-from zramd.estimate import estimate_image, estimate_sizes
+from zramd.admin.estimate import estimate_image, estimate_sizes
 
 VECTORS = Path(__file__).resolve().parent / "data" / "complen_corpus64_lzo.txt"
 

@@ -20,9 +20,9 @@ import pytest
 
 from tests.kernel_zram import kernel_zram_unavailable
 from tests.mount_util import zramd_mount
-from zramd import attrs
-from zramd.device import ZramDevice
-from zramd.errors import ZramError
+from zramd.core import attrs
+from zramd.core.device import ZramDevice
+from zramd.core.errors import ZramError
 
 MiB = 1 << 20
 BIG_ONES = b"1" * MiB  # a 1 MiB write: sysfs passes only its first page to the store
@@ -166,7 +166,7 @@ class DirectTarget:
 
     def state(self) -> tuple[int, str, int]:
         algorithm = _selected(attrs.BY_NAME["comp_algorithm"].show(self.device))  # type: ignore[misc]
-        return self.device.disksize, algorithm, self.device.mm_stat().mem_limit
+        return self.device.disksize, algorithm, self.device.statistics().mm.mem_limit
 
 
 class FileTarget:

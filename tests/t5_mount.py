@@ -22,9 +22,9 @@ from pathlib import Path
 import pytest
 
 from tests.mount_util import Mount, exited, fuse_unavailable, wait_served, zramd, zramd_mount
-from zramd.control import daemon_pid
-from zramd.fuse_ops import ATTR_TIMEOUT
-from zramd.mounts import mount_entry
+from zramd.host.mounts import mount_entry
+from zramd.host.processes import daemon_pid
+from zramd.serve.ops import ATTR_TIMEOUT
 
 MiB = 1 << 20
 

@@ -15,9 +15,10 @@ import pytest
 
 from tests.mount_util import fuse_unavailable, zramd, zramd_mount
 from tests.swap_storm import MiB, cgroup_version, run_storm, swap_on_zramd
-from zramd import hardening
-from zramd.control import daemon_pid, logfile_for
-from zramd.mounts import loop_devices_for, mount_entry
+from zramd.host.mounts import loop_devices_for, mount_entry
+from zramd.host.processes import daemon_pid
+from zramd.host.rundir import logfile_for
+from zramd.serve import hardening
 
 STORM_RUNS = 5
 STORM_BOUND = 120  # seconds; a storm of 256 MiB takes a few seconds here

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from tests.mount_util import Mount, wait_served, zramd, zramd_mount
-from zramd.mounts import mount_entry
+from zramd.host.mounts import mount_entry
 
 MiB = 1 << 20
 PAGE = 4096

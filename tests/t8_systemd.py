@@ -30,7 +30,7 @@ from types import ModuleType
 import pytest
 
 from tests.mount_util import force_cleanup, fuse_unavailable
-from zramd.mounts import loop_devices_for, mount_entry
+from zramd.host.mounts import loop_devices_for, mount_entry
 
 REPO = Path(__file__).resolve().parent.parent
 SYSTEMD = REPO / "systemd"

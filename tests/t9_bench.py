@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from tests.mount_util import fuse_unavailable
-from zramd import bench
+from benchmarks import fio_matrix as bench
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -16,13 +16,14 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, NoReturn
 
-from zramd import compress
-from zramd.config import CONFIG_MOUNT_ROOT, ServeConfig
-from zramd.errors import UserError
-from zramd.units import SizeError, format_size, parse_size
+from zramd.core import compress
+from zramd.core.errors import UserError
+from zramd.core.units import SizeError, format_size, parse_size
+from zramd.host.rundir import config_mountpoint
+from zramd.host.settings import ServeConfig
 
 if TYPE_CHECKING:
-    from zramd.generator_config import DeviceSection
+    from zramd.admin.config_file import DeviceSection
 
 
 class _Parser(argparse.ArgumentParser):
@@ -47,7 +48,7 @@ def _algorithm(text: str) -> str:
     return text
 
 
-class _Progress:
+class _TerminalProgress:
     """A one-line progress indicator on stderr, shown only when stderr is a terminal."""
 
     def __init__(self, label: str) -> None:
@@ -71,9 +72,10 @@ class _Progress:
 
 
 def cmd_estimate(args: argparse.Namespace) -> int:
-    from zramd import estimate
+    from zramd.admin import estimate
+    from zramd.core.attrs import format_mm_stat
 
-    progress = _Progress("estimate")
+    progress = _TerminalProgress("estimate")
     try:
         if args.sizes:
             try:
@@ -92,7 +94,7 @@ def cmd_estimate(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"mm_stat": {k: getattr(stat, k) for k in stat.__dataclass_fields__}}))
         return 0
-    print(f"mm_stat: {stat.format()}", end="")
+    print(f"mm_stat: {format_mm_stat(stat)}", end="")
     print(estimate.describe(stat))
     if args.classes:
         print(result.classes, end="")
@@ -104,18 +106,14 @@ def _require_root(action: str) -> None:
         raise UserError(f"{action} needs root (it mounts a FUSE filesystem and manages loop devices)")
 
 
-def default_disksize() -> int:
-    """zram-generator's default: min(RAM / 2, 4 GiB)."""
-    with open("/proc/meminfo", encoding="ascii") as f:
-        for line in f:
-            if line.startswith("MemTotal:"):
-                ram = int(line.split()[1]) * 1024
-                return min(ram // 2, 4 << 30)
-    return 4 << 30
+def _default_size() -> int:
+    from zramd.admin.config_file import default_zram_size
+
+    return default_zram_size()
 
 
 def _section(args: argparse.Namespace) -> DeviceSection:
-    from zramd.generator_config import load_config
+    from zramd.admin.config_file import load_config
 
     if not args.device:
         raise UserError("--config needs --device NAME (a [zramN] section of the file)", exit_code=2)
@@ -131,7 +129,7 @@ def _section(args: argparse.Namespace) -> DeviceSection:
 def _serve_config(args: argparse.Namespace, ready_fd: int | None = None) -> ServeConfig:
     if getattr(args, "config", None):
         section = _section(args)
-        mountpoint = args.mountpoint or str(CONFIG_MOUNT_ROOT / section.name)
+        mountpoint = args.mountpoint or str(config_mountpoint(section.name))
         os.makedirs(mountpoint, exist_ok=True)
         return ServeConfig(
             mountpoint=mountpoint,
@@ -146,7 +144,7 @@ def _serve_config(args: argparse.Namespace, ready_fd: int | None = None) -> Serv
         raise UserError("a MOUNTPOINT is needed (or --config FILE --device NAME)", exit_code=2)
     return ServeConfig(
         mountpoint=args.mountpoint,
-        disksize=args.size if args.size is not None else default_disksize(),
+        disksize=args.size if args.size is not None else _default_size(),
         algorithm=args.algorithm,
         mem_limit=args.mem_limit,
         allow_other=args.allow_other,
@@ -156,7 +154,7 @@ def _serve_config(args: argparse.Namespace, ready_fd: int | None = None) -> Serv
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from zramd import daemon
+    from zramd.serve import daemon
 
     _require_root("zramd run")
     logging.basicConfig(level=args.log_level.upper(), format="zramd[%(process)d]: %(levelname)s: %(message)s")
@@ -164,7 +162,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_start(args: argparse.Namespace) -> int:
-    from zramd import control
+    from zramd.admin import control
 
     _require_root("zramd start")
     config = _serve_config(args)
@@ -174,7 +172,7 @@ def cmd_start(args: argparse.Namespace) -> int:
 
 
 def cmd_stop(args: argparse.Namespace) -> int:
-    from zramd import control
+    from zramd.admin import control
 
     _require_root("zramd stop")
     print(control.stop(args.mountpoint, timeout=args.timeout, force=args.force))
@@ -182,34 +180,34 @@ def cmd_stop(args: argparse.Namespace) -> int:
 
 
 def cmd_swapon(args: argparse.Namespace) -> int:
-    from zramd import helpers
+    from zramd.admin import blockdev
 
     _require_root("zramd swapon")
-    loop = helpers.swapon(args.mountpoint, priority=args.priority, discard=args.discard)
+    loop = blockdev.swapon(args.mountpoint, priority=args.priority, discard=args.discard)
     print(f"zramd: swap on {loop} ({os.path.abspath(args.mountpoint)}/disk), priority {args.priority}")
     return 0
 
 
 def cmd_swapoff(args: argparse.Namespace) -> int:
-    from zramd import helpers
+    from zramd.admin import blockdev
 
     _require_root("zramd swapoff")
-    for loop in helpers.swapoff(args.mountpoint):
+    for loop in blockdev.swapoff(args.mountpoint):
         print(f"zramd: swapoff {loop}, detached")
     return 0
 
 
 def cmd_mkfs(args: argparse.Namespace) -> int:
-    from zramd import helpers
+    from zramd.admin import blockdev
 
     _require_root("zramd mkfs")
-    loop = helpers.mkfs(args.mountpoint, args.fs, args.mount, args.options)
+    loop = blockdev.mkfs(args.mountpoint, args.fs, args.mount, args.options)
     print(f"zramd: {args.fs} on {loop} ({os.path.abspath(args.mountpoint)}/disk) mounted on {args.mount}")
     return 0
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from zramd import control
+    from zramd.admin import control
 
     rows = control.status(args.mountpoints)
     if args.json:
@@ -221,14 +219,14 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_up(args: argparse.Namespace) -> int:
     """Put a configured device to use once its daemon serves: swap or a mounted filesystem."""
-    from zramd import helpers
+    from zramd.admin import blockdev
 
     _require_root("zramd up")
     section = _section(args)
-    mountpoint = args.mountpoint or str(CONFIG_MOUNT_ROOT / section.name)
+    mountpoint = args.mountpoint or str(config_mountpoint(section.name))
     options = [o for o in section.options.split(",") if o]
     if section.fs_type == "swap":
-        loop = helpers.swapon(mountpoint, priority=section.swap_priority, discard="discard" in options)
+        loop = blockdev.swapon(mountpoint, priority=section.swap_priority, discard="discard" in options)
         print(f"zramd: {section.name}: swap on {loop}, priority {section.swap_priority}")
     else:
         if not section.mount_point:
@@ -236,28 +234,21 @@ def cmd_up(args: argparse.Namespace) -> int:
                 f"{args.config}: [{section.name}] has fs-type {section.fs_type} but no mount-point"
             )
         os.makedirs(section.mount_point, exist_ok=True)
-        loop = helpers.mkfs(mountpoint, section.fs_type, section.mount_point, section.options)
+        loop = blockdev.mkfs(mountpoint, section.fs_type, section.mount_point, section.options)
         print(f"zramd: {section.name}: {section.fs_type} on {loop} mounted on {section.mount_point}")
     return 0
 
 
 def cmd_down(args: argparse.Namespace) -> int:
     """Undo `zramd up`: swapoff or unmount, and detach the loop device."""
-    from zramd import helpers
+    from zramd.admin import blockdev
 
     _require_root("zramd down")
     section = _section(args)
-    mountpoint = args.mountpoint or str(CONFIG_MOUNT_ROOT / section.name)
-    for action in helpers.release(mountpoint, force=True):
+    mountpoint = args.mountpoint or str(config_mountpoint(section.name))
+    for action in blockdev.release(mountpoint, force=True):
         print(f"zramd: {section.name}: {action}")
     return 0
-
-
-def cmd_bench(args: argparse.Namespace) -> int:
-    from zramd import bench
-
-    _require_root("zramd bench")
-    return bench.main(list(args.args))
 
 
 def _add_config_options(parser: argparse.ArgumentParser) -> None:
@@ -344,14 +335,6 @@ def build_parser() -> argparse.ArgumentParser:
         _add_config_options(cmd)
         cmd.set_defaults(func=func)
 
-    bench = sub.add_parser(
-        "bench", help="fio benchmark: zramd vs a no-op FUSE server vs the kernel's zram", add_help=False
-    )
-    bench.add_argument(
-        "args", nargs=argparse.REMAINDER, help="options of the benchmark (see 'zramd bench --help')"
-    )
-    bench.set_defaults(func=cmd_bench)
-
     mkfs = sub.add_parser("mkfs", help="make a scratch filesystem on the disk and mount it")
     mkfs.add_argument("mountpoint", metavar="MOUNTPOINT")
     mkfs.add_argument("--fs", default="ext4", help="filesystem type (default ext4)")
@@ -371,8 +354,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
-        if argv[:1] == ["bench"]:  # everything after "bench" belongs to the benchmark, --help too
-            return cmd_bench(argparse.Namespace(args=argv[1:]))
         args = parser.parse_args(argv)
         func: Callable[[argparse.Namespace], int] | None = getattr(args, "func", None)
         if func is None:

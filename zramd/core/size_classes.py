@@ -5,7 +5,7 @@ zspage, chosen for least tail waste), objects per zspage, the merging of neighbo
 have the same (pages, objects) shape, the lookup from an allocation size to its class, and
 ``huge_class_size`` (the compressed length at which zram stores a page raw).
 
-Must not: allocate memory for objects or know about zspages; `zramd.pool` builds on this table.
+Must not: allocate memory for objects or know about zspages; `zramd.core.pool` builds on this table.
 
 Everything here follows mm/zsmalloc.c (``zs_create_pool``, ``calculate_zspage_chain_size``,
 ``get_size_class_index``) with PAGE_SIZE 4096 and the default CONFIG_ZSMALLOC_CHAIN_SIZE of 8,
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from zramd.units import PAGE_SIZE
+from zramd.core.units import PAGE_SIZE
 
 HANDLE_SIZE = 8  # ZS_HANDLE_SIZE: the header in front of every non-huge object
 MIN_ALLOC_SIZE = 32  # ZS_MIN_ALLOC_SIZE

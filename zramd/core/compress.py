@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import lz4.block
 import lzo
 
-from zramd.units import PAGE_SIZE
+from zramd.core.units import PAGE_SIZE
 
 DEFAULT_ALGORITHM = "lzo"
 
@@ -92,9 +92,12 @@ def algorithm_names() -> list[str]:
 
 
 def lookup(name: str) -> Backend:
-    """The backend called `name`; raises KeyError naming the choices when there is none."""
+    """The backend called `name`, matched as the kernel's ``sysfs_streq`` matches it: one
+    trailing newline is ignored, so ``lzo\\n`` finds lzo (and, kept as given, is shown
+    unbracketed by `format_comp_algorithm`, as on the kernel). Raises KeyError naming the
+    choices when there is none."""
     try:
-        return _BY_NAME[name]
+        return _BY_NAME[name.removesuffix("\n")]
     except KeyError:
         raise KeyError(f"unknown compression algorithm {name!r} (available: {', '.join(_BY_NAME)})") from None
 

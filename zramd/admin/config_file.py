@@ -33,8 +33,8 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from zramd import compress
-from zramd.errors import UserError
+from zramd.core import compress
+from zramd.core.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -786,6 +786,13 @@ class _Resolver:
             options=DEFAULT_OPTIONS if options is None else options,
             line=self.section.line,
         )
+
+
+def default_zram_size(ram_bytes: int | None = None) -> int:
+    """zram-generator's default size, min(RAM / 2, 4 GiB), in bytes: the size of a device whose
+    section has no zram-size, and of `zramd start` without --size. RAM defaults to MemTotal."""
+    ram_mb = (_memtotal_bytes() if ram_bytes is None else ram_bytes) // MIB
+    return int(compile_expression(DEFAULT_ZRAM_SIZE)(float(ram_mb)) * MIB)
 
 
 def parse_config(text: str, path: str = "<config>", ram_bytes: int | None = None) -> dict[str, DeviceSection]:

@@ -19,13 +19,15 @@ import time
 import pyfuse3
 import trio
 
-from zramd import __version__, attrs, hardening, systemd
-from zramd.config import ServeConfig
-from zramd.control import RUN_DIR, pidfile_for
-from zramd.device import NoopDevice, ZramDevice
-from zramd.errors import UserError, ZramError
-from zramd.fuse_ops import HAS_FALLOCATE, ZramOperations
-from zramd.mounts import FSNAME, active_swap_on, prepare_mountpoint
+from zramd import __version__
+from zramd.core import attrs
+from zramd.core.device import ZramDevice
+from zramd.core.errors import UserError, ZramError
+from zramd.host.mounts import FSNAME, active_swap_on, prepare_mountpoint
+from zramd.host.rundir import RUN_DIR, pidfile_for
+from zramd.host.settings import ServeConfig
+from zramd.serve import hardening, sdnotify, testing
+from zramd.serve.ops import HAS_FALLOCATE, ZramOperations
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +39,7 @@ class Daemon:
 
     def __init__(self, config: ServeConfig) -> None:
         self.config = config
-        self.device = NoopDevice() if config.noop else ZramDevice()
+        self.device = testing.NoopDevice() if config.noop else ZramDevice()
         self.started = time.time()
         self.mountpoint = ""
         self.stop_reason = ""
@@ -74,15 +76,13 @@ class Daemon:
                 "this pyfuse3 has no fallocate support: discard/TRIM will not free memory "
                 "(install zramd with scripts/bootstrap, which builds the patched pyfuse3)"
             )
-        attributes = (*attrs.ATTRIBUTES, attrs.CONSISTENCY)
-        if os.environ.get("ZRAMD_FAULT_INJECTION") == "1":
-            log.warning("fault injection is enabled (ZRAMD_FAULT_INJECTION=1): sys/fault_inject exists")
-            attributes += (attrs.FAULT_INJECT,)
-        ops = ZramOperations(
-            self.device,
-            extra_files={"daemon": self.report, "classes": self.device.format_classes},
-            attributes=attributes,
-        )
+        attributes = (*attrs.ATTRIBUTES, attrs.CLASSES, attrs.CONSISTENCY)
+        if testing.fault_injection_enabled():
+            log.warning(
+                "fault injection is enabled (%s=1): sys/fault_inject exists", testing.FAULT_INJECTION_ENV
+            )
+            attributes += (testing.fault_inject_attribute(testing.FaultInjector(self.device)),)
+        ops = ZramOperations(self.device, extra_files={"daemon": self.report}, attributes=attributes)
         options = set(pyfuse3.default_options)
         options |= {f"fsname={FSNAME}", "subtype=zramd"}
         if config.allow_other:
@@ -113,8 +113,8 @@ class Daemon:
             nursery.start_soon(self._watch_signals)
             nursery.start_soon(self._announce_ready)
             nursery.start_soon(self._collect_garbage)
-            # One task: measured fastest here (fuse-performance.md), and requests are then
-            # served strictly one at a time, so a handler never interleaves with another.
+            # One task: the handlers never await, so more tasks would only add task switches
+            # (measured slower); requests are served strictly one at a time, in order.
             await pyfuse3.main(min_tasks=1, max_tasks=1)
             nursery.cancel_scope.cancel()
 
@@ -149,7 +149,7 @@ class Daemon:
         device = self.device
         status = f"serving {self.mountpoint}/disk: {device.disksize} bytes, {device.comp_algorithm}"
         log.info("%s", status)
-        systemd.notify(f"READY=1\nSTATUS={status}\nMAINPID={os.getpid()}")
+        sdnotify.notify(f"READY=1\nSTATUS={status}\nMAINPID={os.getpid()}")
         if self.config.ready_fd is not None:
             try:
                 os.write(self.config.ready_fd, b"READY\n")

@@ -1,73 +1,31 @@
 """Using a zramd disk as swap or as a scratch filesystem: loop devices, mkswap/swapon, mkfs/mount.
 
 Owns: attaching ``MOUNTPOINT/disk`` to a loop device the way zramd wants it (direct I/O, 4 KiB
-sectors: no double caching, only whole pages reach the daemon), swapon/swapoff, mkfs + mount,
-recording what was set up in /run/zramd so `zramd stop` can take it down in order, and that
-teardown itself (unmount the filesystem, swapoff only when forced, detach the loop device).
+sectors: no double caching, only whole pages reach the daemon), swapon/swapoff, mkfs + mount, and
+the teardown `zramd stop` and `zramd down` run: unmount filesystems on the disk's loop devices,
+swapoff only when forced, detach the loop devices. What is in use is found afresh from /sys and
+the mount table every time; nothing is recorded.
 Must not: run inside the daemon (it uses the mount from outside).
 """
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
-from dataclasses import asdict, dataclass
-from pathlib import Path
 
-from zramd.control import RUN_DIR, run_name
-from zramd.errors import UserError
-from zramd.mounts import FSTYPE, loop_devices_for, mount_entry, mount_table, swap_devices
-
-DEFAULT_SWAP_PRIORITY = 100  # zram-generator's default
-
-
-@dataclass
-class Usage:
-    """What a device is used for, as recorded in /run/zramd/<name>.use."""
-
-    loop: str
-    kind: str  # "swap" or "fs"
-    mountpoint: str = ""  # for "fs": where the filesystem is mounted
-
-
-def _usage_file(mountpoint: str) -> Path:
-    return RUN_DIR / f"{run_name(mountpoint)}.use"
-
-
-def recorded_usage(mountpoint: str) -> Usage | None:
-    try:
-        return Usage(**json.loads(_usage_file(mountpoint).read_text()))
-    except (OSError, ValueError, TypeError):
-        return None
-
-
-def _record(mountpoint: str, usage: Usage | None) -> None:
-    path = _usage_file(mountpoint)
-    if usage is None:
-        path.unlink(missing_ok=True)
-    else:
-        RUN_DIR.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(asdict(usage)) + "\n")
+from zramd.admin.config_file import DEFAULT_SWAP_PRIORITY
+from zramd.core.errors import UserError
+from zramd.host.mounts import loop_devices_for, mount_entry, mount_table, require_zramd_mount, swap_devices
+from zramd.host.processes import run_tool
 
 
 def _run(*args: str) -> str:
-    tool = args[0]
-    if shutil.which(tool) is None:
-        raise UserError(f"{tool} is not installed")
-    result = subprocess.run(args, capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        reason = (result.stderr or result.stdout).strip().splitlines()
-        raise UserError(f"{' '.join(args)} failed: {reason[-1] if reason else f'exit {result.returncode}'}")
-    return result.stdout.strip()
+    return run_tool(*args).stdout.strip()
 
 
 def _served_disk(mountpoint: str) -> str:
-    mountpoint = os.path.abspath(mountpoint)
-    entry = mount_entry(mountpoint)
-    if entry is None or entry.fstype != FSTYPE:
-        raise UserError(f"{mountpoint} is not a zramd mount (start one with 'zramd start')")
+    mountpoint = require_zramd_mount(mountpoint, hint="start one with 'zramd start'")
     disk = os.path.join(mountpoint, "disk")
     if os.stat(disk).st_size == 0:
         raise UserError(f"{mountpoint} is not initialised (write a size to {mountpoint}/sys/disksize)")
@@ -91,16 +49,12 @@ def swapon(mountpoint: str, priority: int = DEFAULT_SWAP_PRIORITY, discard: bool
     except UserError:
         subprocess.run(["losetup", "-d", loop], capture_output=True, check=False)
         raise
-    _record(os.path.abspath(mountpoint), Usage(loop, "swap"))
     return loop
 
 
 def swapoff(mountpoint: str) -> list[str]:
     """Disable swap on every loop device over the disk and detach them; returns those devices."""
-    mountpoint = os.path.abspath(mountpoint)
-    entry = mount_entry(mountpoint)
-    if entry is None or entry.fstype != FSTYPE:
-        raise UserError(f"{mountpoint} is not a zramd mount (see 'zramd status')")
+    mountpoint = require_zramd_mount(mountpoint)
     disk = os.path.join(mountpoint, "disk")
     active = swap_devices()
     done = []
@@ -111,7 +65,6 @@ def swapoff(mountpoint: str) -> list[str]:
             done.append(loop)
     if not done:
         raise UserError(f"{mountpoint}/disk is not in use as swap")
-    _record(mountpoint, None)
     return done
 
 
@@ -135,7 +88,6 @@ def mkfs(mountpoint: str, fs_type: str, target: str, options: str = "") -> str:
     except UserError:
         subprocess.run(["losetup", "-d", loop], capture_output=True, check=False)
         raise
-    _record(os.path.abspath(mountpoint), Usage(loop, "fs", target))
     return loop
 
 
@@ -165,5 +117,4 @@ def release(mountpoint: str, force: bool = False) -> list[str]:
             actions.append(f"swapoff {loop}")
         _run("losetup", "-d", loop)
         actions.append(f"detached {loop}")
-    _record(mountpoint, None)
     return actions

@@ -13,13 +13,14 @@ import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from zramd.device import MmStat, ZramDevice, pool_pages_for
-from zramd.errors import UserError
-from zramd.pool import ZsPool
-from zramd.units import PAGE_SHIFT, PAGE_SIZE, format_size, round_up_to_page
+from zramd.core.attrs import format_classes
+from zramd.core.device import MmStat, ZramDevice, is_huge, pool_pages_for
+from zramd.core.errors import UserError
+from zramd.core.pool import ZsPool
+from zramd.core.units import PAGE_SHIFT, PAGE_SIZE, format_size, round_up_to_page
 
 CHUNK = 1 << 20
-Progress = Callable[[int, int], None]  # (bytes done, bytes total)
+ProgressCallback = Callable[[int, int], None]  # (bytes done, bytes total)
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,7 +40,7 @@ def image_size(path: str) -> int:
         raise UserError(f"cannot read {path}: {exc.strerror}") from None
 
 
-def estimate_image(path: str, algorithm: str, progress: Progress | None = None) -> Estimate:
+def estimate_image(path: str, algorithm: str, progress: ProgressCallback | None = None) -> Estimate:
     """Write the image at `path` through a device of the same size and return what it shows.
     A last partial page is padded with zeros, as a block device holds whole pages only."""
     size = image_size(path)
@@ -61,14 +62,14 @@ def estimate_image(path: str, algorithm: str, progress: Progress | None = None) 
                 done += len(chunk)
                 if progress:
                     progress(min(done, size), size)
-        return Estimate(device.mm_stat(), device.format_classes())
+        return Estimate(device.statistics().mm, format_classes(device.class_stats()))
     except OSError as exc:
         raise UserError(f"cannot read {path}: {exc.strerror}") from None
     finally:
         device.reset()
 
 
-def estimate_sizes(lines: Iterable[str], progress: Progress | None = None) -> Estimate:
+def estimate_sizes(lines: Iterable[str], progress: ProgressCallback | None = None) -> Estimate:
     """Replay per-page outcomes (``S`` same-filled, ``H`` huge, or the compressed length) into a
     pool, in order, with zram's accounting: same pages cost nothing, huge pages 4096 bytes."""
     outcomes = []
@@ -96,7 +97,7 @@ def estimate_sizes(lines: Iterable[str], progress: Progress | None = None) -> Es
                 same += 1
                 continue
             size = PAGE_SIZE if outcome == "H" else int(outcome)
-            if size >= huge_class_size:  # a length the kernel would have stored raw
+            if is_huge(size, huge_class_size):  # a length the kernel would have stored raw
                 size = PAGE_SIZE
             huge += size == PAGE_SIZE
             pool.malloc(size, index)
@@ -104,8 +105,19 @@ def estimate_sizes(lines: Iterable[str], progress: Progress | None = None) -> Es
             if progress and index % 4096 == 0:
                 progress(index << PAGE_SHIFT, pages << PAGE_SHIFT)  # in bytes of data, like images
         used = pool.pages_allocated << PAGE_SHIFT
-        stat = MmStat(pages << PAGE_SHIFT, compr, used, 0, used, same, 0, huge, huge)
-        return Estimate(stat, pool.format_classes())
+        # An append-only replay: nothing is freed, so the peak is the final size.
+        stat = MmStat(
+            orig_data_size=pages << PAGE_SHIFT,
+            compr_data_size=compr,
+            mem_used_total=used,
+            mem_limit=0,
+            mem_used_max=used,
+            same_pages=same,
+            pages_compacted=0,
+            huge_pages=huge,
+            huge_pages_since=huge,
+        )
+        return Estimate(stat, format_classes(pool.class_stats()))
     finally:
         pool.close()
 

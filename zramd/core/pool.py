@@ -65,8 +65,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
-from zramd.size_classes import DEFAULT_CHAIN_SIZE, HANDLE_SIZE, SizeClassTable
-from zramd.units import PAGE_SHIFT, PAGE_SIZE
+from zramd.core.size_classes import DEFAULT_CHAIN_SIZE, HANDLE_SIZE, SizeClassTable
+from zramd.core.units import PAGE_SHIFT, PAGE_SIZE
 
 OBJ_INDEX_BITS = 11  # a zspage holds at most 16 * 4096 / 32 = 2048 objects
 OBJ_INDEX_MASK = (1 << OBJ_INDEX_BITS) - 1
@@ -175,7 +175,7 @@ class ZsPool:
         self._nonfull_mask = [0] * nclasses  # bit g set: group g (1..10) has zspages
         # Per zspage (indexed by zspage id; at most one zspage per frame). These arrays live in a
         # second reserved mapping, so they cost memory only for the zspage ids actually used.
-        self._meta = _ReservedArrays(max_pages)
+        self._meta = ReservedArrays(max_pages)
         self._zs_class = self._meta.carve("H", 1)  # class id
         self._zs_inuse = self._meta.carve("H", 1)  # live objects
         self._zs_group = self._meta.carve("B", 1)  # fullness group
@@ -200,36 +200,9 @@ class ZsPool:
 
         Mirrors ``zs_malloc``: the 8-byte header is added before the class lookup, the fullest
         non-full zspage of the class is used, else a new zspage is built. Raises ValueError for
-        a size outside 1..4096 and `PoolExhausted` when a new zspage does not fit.
-        """
-        return self._allocate(size, owner)[0]
-
-    def store(self, data: bytes, owner: int) -> int:
-        """`malloc` for ``len(data)`` bytes and `write` `data` into it, in one step (the write
-        path's common case: it saves finding the object twice)."""
-        n = len(data)
-        location, header = self._allocate(n, owner)
-        if location & OBJ_INDEX_MASK == 0 and self._zs_class[location >> OBJ_INDEX_BITS] == self._huge_cid:
-            self._mem[header : header + n] = data
-            return location
-        start = header + HANDLE_SIZE
-        room = PAGE_SIZE - (start & (PAGE_SIZE - 1))
-        if n <= room:
-            self._mem[start : start + n] = data
-        else:  # the object straddles two frames of its zspage
-            zspage = location >> OBJ_INDEX_BITS
-            first_page = (location & OBJ_INDEX_MASK) * self._size[self._zs_class[zspage]] >> PAGE_SHIFT
-            second = self._zs_frames[zspage * self.chain + first_page + 1] << PAGE_SHIFT
-            view = memoryview(data)
-            self._mem[start : start + room] = view[:room]
-            self._mem[second : second + n - room] = view[room:]
-        return location
-
-    def _allocate(self, size: int, owner: int) -> tuple[int, int]:
-        """The body of `malloc`: returns (location, arena offset of the object's first byte).
-
-        This is the per-page hot path, so `_obj_malloc` and the fullness-group fix-up are
-        written out inline here (compaction uses the out-of-line versions).
+        a size outside 1..4096 and `PoolExhausted` when a new zspage does not fit. This is the
+        per-page hot path, so `_obj_malloc` and the fullness-group fix-up are written out inline
+        here (compaction uses the out-of-line versions).
         """
         if not 0 < size <= PAGE_SIZE:
             raise ValueError(f"object size {size} outside 1..{PAGE_SIZE}")
@@ -244,23 +217,16 @@ class ZsPool:
         if cid == self._huge_cid:
             self._zs_huge_owner[zspage] = owner
             index = 0
-            offset = self._zs_frames[zspage * self.chain] << PAGE_SHIFT
         else:
             free = self._zs_free
             index = free[zspage]
             if index >= 0:
-                start = index * self._size[cid]
-                offset = (self._zs_frames[zspage * self.chain + (start >> PAGE_SHIFT)] << PAGE_SHIFT) + (
-                    start & (PAGE_SIZE - 1)
-                )
+                offset = self._object_offset(zspage, cid, index)
                 free[zspage] = _HEADER.unpack_from(self._arena, offset)[0] >> 1
             else:  # no freed objects: hand out the next never-used one
                 index = self._zs_bump[zspage]
                 self._zs_bump[zspage] = index + 1
-                start = index * self._size[cid]
-                offset = (self._zs_frames[zspage * self.chain + (start >> PAGE_SHIFT)] << PAGE_SHIFT) + (
-                    start & (PAGE_SIZE - 1)
-                )
+                offset = self._object_offset(zspage, cid, index)
             _HEADER.pack_into(self._arena, offset, owner << 1 | 1)
         inuse = self._zs_inuse[zspage] + 1
         self._zs_inuse[zspage] = inuse
@@ -271,7 +237,14 @@ class ZsPool:
             else:
                 self._move(zspage, cid, new_group)
         self._objs_used[cid] += 1
-        return zspage << OBJ_INDEX_BITS | index, offset
+        return zspage << OBJ_INDEX_BITS | index
+
+    def store(self, data: bytes, owner: int) -> int:
+        """`malloc` for ``len(data)`` bytes and `write` `data` into it, in one step (the write
+        path's common case)."""
+        location = self.malloc(len(data), owner)
+        self.write(location, data)
+        return location
 
     def free(self, location: int) -> None:
         """Free the object at `location` (``zs_free``); an emptied zspage is released at once."""
@@ -282,10 +255,7 @@ class ZsPool:
             self._zs_huge_owner[zspage] = 0
         else:
             index = location & OBJ_INDEX_MASK
-            start = index * self._size[cid]
-            offset = (self._zs_frames[zspage * self.chain + (start >> PAGE_SHIFT)] << PAGE_SHIFT) + (
-                start & (PAGE_SIZE - 1)
-            )
+            offset = self._object_offset(zspage, cid, index)
             _HEADER.pack_into(self._arena, offset, self._zs_free[zspage] << 1)
             self._zs_free[zspage] = index
         inuse = self._zs_inuse[zspage] - 1
@@ -324,11 +294,28 @@ class ZsPool:
             self._zs_free[zspage] = index
         self._zs_inuse[zspage] -= 1
 
+    def _byte_offset(self, zspage: int, start: int) -> int:
+        """Arena offset of byte `start` of `zspage`, counted across its chain of frames: the one
+        place that maps a zspage-relative position to the arena (frames are not contiguous)."""
+        return (self._zs_frames[zspage * self.chain + (start >> PAGE_SHIFT)] << PAGE_SHIFT) + (
+            start & (PAGE_SIZE - 1)
+        )
+
     def _object_offset(self, zspage: int, cid: int, index: int) -> int:
         """Arena offset of the first byte (the header) of object `index` of `zspage`."""
-        start = index * self._size[cid]
-        frame = self._zs_frames[zspage * self.chain + (start >> PAGE_SHIFT)]
-        return (frame << PAGE_SHIFT) + (start & (PAGE_SIZE - 1))
+        return self._byte_offset(zspage, index * self._size[cid])
+
+    def _span(self, zspage: int, cid: int, index: int, skip: int, n: int) -> tuple[int, int, int]:
+        """Where `n` bytes of object `index` of `zspage` lie, from `skip` bytes into it (0: the
+        whole chunk, HANDLE_SIZE: the payload): (arena offset, bytes there, arena offset of the
+        rest or -1). Object starts are 16-byte aligned, so the header never straddles frames; the
+        rest may continue at the start of the zspage's next frame."""
+        start = index * self._size[cid] + skip
+        room = PAGE_SIZE - (start & (PAGE_SIZE - 1))
+        first = self._byte_offset(zspage, start)
+        if n <= room:
+            return first, n, -1
+        return first, room, self._byte_offset(zspage, start + room)
 
     # ------------------------------------------------------------------ zspages and fullness
 
@@ -452,34 +439,22 @@ class ZsPool:
         return self._load(zspage, cid, location & OBJ_INDEX_MASK, skip, size)
 
     def _load(self, zspage: int, cid: int, index: int, skip: int, n: int) -> bytes:
-        """`n` bytes of object `index` of `zspage`, from `skip` bytes into it (0: the whole chunk,
-        HANDLE_SIZE: the payload). Object starts are 16-byte aligned, so the header never
-        straddles frames; the rest may continue at the start of the zspage's next frame."""
-        start = index * self._size[cid] + skip
-        page = start >> PAGE_SHIFT
-        in_page = start & (PAGE_SIZE - 1)
-        first = (self._zs_frames[zspage * self.chain + page] << PAGE_SHIFT) + in_page
-        room = PAGE_SIZE - in_page
-        if n <= room:
+        """`n` bytes of object `index` of `zspage`, from `skip` on (see `_span`)."""
+        first, head, second = self._span(zspage, cid, index, skip, n)
+        if second < 0:
             return self._arena[first : first + n]
-        second = self._zs_frames[zspage * self.chain + page + 1] << PAGE_SHIFT
-        return self._arena[first : first + room] + self._arena[second : second + n - room]
+        return self._arena[first : first + head] + self._arena[second : second + n - head]
 
     def _save(self, zspage: int, cid: int, index: int, skip: int, data: bytes | memoryview) -> None:
         """The inverse of `_load`: copy `data` into object `index` of `zspage` from `skip` on."""
         n = len(data)
-        start = index * self._size[cid] + skip
-        page = start >> PAGE_SHIFT
-        in_page = start & (PAGE_SIZE - 1)
-        first = (self._zs_frames[zspage * self.chain + page] << PAGE_SHIFT) + in_page
-        room = PAGE_SIZE - in_page
-        if n <= room:
+        first, head, second = self._span(zspage, cid, index, skip, n)
+        if second < 0:
             self._mem[first : first + n] = data
         else:
             view = memoryview(data)
-            self._mem[first : first + room] = view[:room]
-            second = self._zs_frames[zspage * self.chain + page + 1] << PAGE_SHIFT
-            self._mem[second : second + n - room] = view[room:]
+            self._mem[first : first + head] = view[:head]
+            self._mem[second : second + n - head] = view[head:]
 
     def owner(self, location: int) -> int:
         """The owner recorded for the live object at `location`."""
@@ -576,7 +551,8 @@ class ZsPool:
         return sum(self._objs_used)
 
     def class_stats(self) -> list[ClassStats]:
-        """One `ClassStats` per distinct class, smallest first."""
+        """One `ClassStats` per distinct class, smallest first (rendered by
+        `zramd.core.attrs.format_classes`)."""
         rows = []
         for c in self.table.classes:
             base = c.cid * NR_GROUPS
@@ -595,35 +571,6 @@ class ZsPool:
                 )
             )
         return rows
-
-    def format_classes(self) -> str:
-        """The pool's class table in the layout of zsmalloc's debugfs ``classes`` file."""
-        groups = ("10%", "20%", "30%", "40%", "50%", "60%", "70%", "80%", "90%", "99%", "100%")
-        lines = [
-            f" {'class':>5} {'size':>5} "
-            + "".join(f"{g:>9} " for g in groups)
-            + f"{'obj_allocated':>13} {'obj_used':>10} {'pages_used':>10} "
-            + f"{'pages_per_zspage':>16} {'freeable':>8}"
-        ]
-        totals = [0] * len(groups)
-        total_objs = total_used = total_pages = total_freeable = 0
-        for row in self.class_stats():
-            line = f" {row.index:5d} {row.size:5d} " + "".join(f"{n:9d} " for n in row.zspages_by_group)
-            line += f"{row.objs_allocated:13d} {row.objs_used:10d} {row.pages_used:10d} "
-            line += f"{row.pages_per_zspage:16d} {row.freeable:8d}"
-            lines.append(line)
-            totals = [a + b for a, b in zip(totals, row.zspages_by_group, strict=True)]
-            total_objs += row.objs_allocated
-            total_used += row.objs_used
-            total_pages += row.pages_used
-            total_freeable += row.freeable
-        lines.append("")
-        lines.append(
-            f" {'Total':>5} {'':>5} "
-            + "".join(f"{n:9d} " for n in totals)
-            + f"{total_objs:13d} {total_used:10d} {total_pages:10d} {'':>16} {total_freeable:8d}"
-        )
-        return "\n".join(lines) + "\n"
 
     def metadata_bytes(self) -> int:
         """Bytes of bookkeeping the pool has committed beside the arena: the per-zspage arrays for
@@ -698,11 +645,20 @@ class ZsPool:
         self._meta.close()
 
 
-class _ReservedArrays:
+def empty_class_stats(table: SizeClassTable) -> list[ClassStats]:
+    """The class rows of a pool that holds nothing (an uninitialised device's ``classes``)."""
+    return [
+        ClassStats(c.index, c.size, (0,) * (NR_GROUPS - 1), 0, 0, 0, c.pages_per_zspage, c.objs_per_zspage, 0)
+        for c in table.classes
+    ]
+
+
+class ReservedArrays:
     """Typed arrays of `entries` elements carved out of one reserved anonymous mapping.
 
     The mapping is ``MAP_NORESERVE`` and zero-filled by the kernel, so an array costs memory only
-    for the pages of it that are touched, and element access is as fast as `array.array`.
+    for the pages of it that are touched, and element access is as fast as `array.array`. The
+    pool keeps its per-zspage arrays in one, the device its slot table in another.
     """
 
     def __init__(self, entries: int) -> None:

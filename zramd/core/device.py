@@ -3,10 +3,12 @@
 Owns: what ``drivers/block/zram/zram_drv.c`` owns, minus the block layer: the init state machine
 (disksize / comp_algorithm / mem_limit / reset, EBUSY after init), one slot per 4 KiB page, the
 same-filled / compress / huge / mem_limit write path, reads, discards, compaction requests, the
-``mm_stat``/``io_stat``/``debug_stat`` counters and block-layer ``stat`` accounting.
-Must not: parse attribute text (`zramd.attrs` does), speak to the kernel or import trio or
-pyfuse3. Every public method is synchronous and takes the device lock, so the FUSE layer may call
-it from any thread.
+counters behind ``mm_stat``/``io_stat`` and the block-layer ``stat`` accounting, handed out as
+numbers in one frozen `DeviceStatistics` snapshot.
+Must not: parse or render attribute text (`zramd.core.attrs` does both), speak to the kernel, or
+import trio or pyfuse3. Public methods are synchronous and take the device lock; today one
+pyfuse3 task calls them, one request at a time, and the lock makes the device safe for the tests'
+and the future compression streams' threads.
 
 The slot table is two arrays in a reserved anonymous mapping (never-written pages cost nothing):
 ``_handle[i]`` holds the pool location of page i's object, or the fill word of a same-filled page;
@@ -17,18 +19,16 @@ one place that undoes a slot and its counters (the kernel's ``zram_free_page``).
 
 from __future__ import annotations
 
-import mmap
-import struct
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
-from zramd import compress
-from zramd.errors import DeviceBusy, InvalidArgument, IOFailure, NoMemory, NoSpace
-from zramd.pool import IntFormat, PoolExhausted, ZsPool
-from zramd.size_classes import DEFAULT_CHAIN_SIZE
-from zramd.units import PAGE_SHIFT, PAGE_SIZE, SECTOR_SHIFT, round_up_to_page
+from zramd.core import compress
+from zramd.core.errors import DeviceBusy, InvalidArgument, IOFailure, NoMemory, NoSpace
+from zramd.core.pool import ClassStats, PoolExhausted, ReservedArrays, ZsPool, empty_class_stats
+from zramd.core.size_classes import DEFAULT_CHAIN_SIZE, SizeClassTable
+from zramd.core.units import PAGE_SHIFT, PAGE_SIZE, SECTOR_SHIFT, round_up_to_page
 
 # Slot flags, above the 13-bit size field (the kernel's ZRAM_FLAG_SHIFT = PAGE_SHIFT + 1).
 SIZE_BITS = PAGE_SHIFT + 1
@@ -38,7 +38,10 @@ HUGE = 1 << (SIZE_BITS + 1)  # stored uncompressed in the 4096-byte class
 
 ZERO_PAGE = bytes(PAGE_SIZE)
 _WORDS_PER_PAGE = PAGE_SIZE // 8
-_MAP_NORESERVE = getattr(mmap, "MAP_NORESERVE", 0x4000)
+
+# A test's fault hook: called as hook(stage, index) right after a page's codec ran ("compress" or
+# "decompress"); whatever it raises is handled exactly like a failure of the codec itself.
+FaultHook = Callable[[str, int], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,26 +58,54 @@ class MmStat:
     huge_pages: int  # count
     huge_pages_since: int  # count
 
-    def format(self) -> str:
-        """``%8llu %8llu %8llu %8lu %8ld %8llu %8lu %8llu %8llu\\n``."""
-        return " ".join(f"{getattr(self, f.name):8d}" for f in fields(self)) + "\n"
-
 
 @dataclass(frozen=True, slots=True)
 class IoStat:
-    """``io_stat``: failed_reads, failed_writes, the retired invalid_io column (always 0), and
-    notify_free."""
+    """The live columns of ``io_stat`` (the retired invalid_io column is not kept)."""
 
     failed_reads: int
     failed_writes: int
     notify_free: int
 
-    def format(self) -> str:
-        return f"{self.failed_reads:8d} {self.failed_writes:8d} 0 {self.notify_free:8d}\n"
+
+@dataclass(frozen=True, slots=True)
+class RequestStat:
+    """Block-layer accounting of one kind of request: count, 512-byte sectors, service time."""
+
+    ios: int = 0
+    sectors: int = 0
+    nanos: int = 0
 
 
-class _OpStat:
-    """Block-layer accounting of one kind of request (read, write, discard or flush)."""
+@dataclass(frozen=True, slots=True)
+class BlockStat:
+    """What ``/sys/block/<dev>/stat`` is made of, per kind of request."""
+
+    read: RequestStat
+    write: RequestStat
+    discard: RequestStat
+    flush: RequestStat
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceStatistics:
+    """Every counter of a device, read at one instant under the device lock.
+
+    Attributes:
+        mm: ``mm_stat``.  io: ``io_stat``.  block: the block-layer ``stat``.
+        pages_stored: slots holding data (same-filled ones included).
+        pool_pages: frames the pool holds now (mem_used_total / 4096).
+    """
+
+    mm: MmStat
+    io: IoStat
+    block: BlockStat
+    pages_stored: int
+    pool_pages: int
+
+
+class _RequestCounter:
+    """The running (mutable) form of `RequestStat`."""
 
     __slots__ = ("ios", "nanos", "sectors")
 
@@ -82,6 +113,15 @@ class _OpStat:
         self.ios = 0
         self.sectors = 0
         self.nanos = 0
+
+    def snapshot(self) -> RequestStat:
+        return RequestStat(self.ios, self.sectors, self.nanos)
+
+
+def is_huge(compressed_size: int, huge_class_size: int) -> bool:
+    """zram's huge rule: a page that compresses to `huge_class_size` bytes or more is stored raw
+    in the 4096-byte class (``zram_write_page``'s ``comp_len >= huge_class_size``)."""
+    return compressed_size >= huge_class_size
 
 
 def pool_pages_for(disksize: int) -> int:
@@ -104,6 +144,7 @@ class ZramDevice:
         mem_limit_pages: pool pages allowed (0 = no limit).
         openers: how many times the disk is open; `reset` refuses while it is not 0.
         chain_size: the zsmalloc chain size used for new pools.
+        fault_hook: None, except in fault-injection tests (see `FaultHook`).
     """
 
     def __init__(
@@ -116,32 +157,32 @@ class ZramDevice:
         self.disksize = 0
         self.mem_limit_pages = 0
         self.openers = 0
+        self.fault_hook: FaultHook | None = None
         self._pool: ZsPool | None = None
-        self._maps: list[mmap.mmap] = []
-        self._views: list[memoryview[int]] = []
+        self._table: ReservedArrays | None = None
         self._handle: memoryview[int] = memoryview(b"")
         self._flags: memoryview[int] = memoryview(b"")
         self._nr_pages = 0
-        self._compress: Callable[[bytes], bytes] = compress.lookup(self.comp_algorithm).compress
-        self._decompress: Callable[[bytes], bytes] = compress.lookup(self.comp_algorithm).decompress
+        backend = compress.lookup(self.comp_algorithm)
+        self._compress: Callable[[bytes], bytes] = backend.compress
+        self._decompress: Callable[[bytes], bytes] = backend.decompress
         self._huge_class_size = 0
         self._zero_stats()
 
     def _zero_stats(self) -> None:
-        self.pages_stored = 0  # slots holding data, same-filled ones included
-        self.compr_data_size = 0  # bytes: compressed lengths, 4096 per huge page
-        self.same_pages = 0
-        self.huge_pages = 0
-        self.huge_pages_since = 0
-        self.max_used_pages = 0
-        self.failed_reads = 0
-        self.failed_writes = 0
-        self.notify_free = 0
-        self.miss_free = 0
-        self.stat_read = _OpStat()
-        self.stat_write = _OpStat()
-        self.stat_discard = _OpStat()
-        self.stat_flush = _OpStat()
+        self._pages_stored = 0  # slots holding data, same-filled ones included
+        self._compr_data_size = 0  # bytes: compressed lengths, 4096 per huge page
+        self._same_pages = 0
+        self._huge_pages = 0
+        self._huge_pages_since = 0
+        self._max_used_pages = 0
+        self._failed_reads = 0
+        self._failed_writes = 0
+        self._notify_free = 0
+        self._stat_read = _RequestCounter()
+        self._stat_write = _RequestCounter()
+        self._stat_discard = _RequestCounter()
+        self._stat_flush = _RequestCounter()
 
     # ------------------------------------------------------------------ setup state machine
 
@@ -152,12 +193,12 @@ class ZramDevice:
     def set_comp_algorithm(self, name: str) -> None:
         """Select the algorithm for the next initialisation (EINVAL unknown, EBUSY once init).
 
-        Names match as the kernel's ``sysfs_streq`` does (one trailing newline ignored), and the
-        name is kept as given: like zram, ``lzo\\n`` selects lzo but is then shown unbracketed.
+        The attribute layer has already dropped the one trailing newline sysfs_streq ignores;
+        the name is kept as given and must be exactly one of `compress.algorithm_names()`.
         """
         with self.lock:
             try:
-                compress.lookup(name.removesuffix("\n"))
+                compress.lookup(name)
             except KeyError as exc:
                 raise InvalidArgument(str(exc)) from None
             if self.initialized:
@@ -174,37 +215,22 @@ class ZramDevice:
                 raise DeviceBusy("the device is already initialised; write 1 to reset first")
             disksize = round_up_to_page(nbytes)
             nr_pages = disksize >> PAGE_SHIFT
+            table = None
             try:
-                handle = self._reserve(nr_pages, "Q")
-                flags = self._reserve(nr_pages, "I")
+                table = ReservedArrays(nr_pages)
+                handle = table.carve("Q", 1)
+                flags = table.carve("I", 1)
                 pool = ZsPool(self._pool_pages(disksize), self.chain_size, relocate=self._relocate)
             except (OSError, ValueError, OverflowError) as exc:
-                self._release_table()
+                if table is not None:
+                    table.close()
                 raise NoMemory(f"cannot reserve memory for a {disksize}-byte device: {exc}") from None
-            backend = compress.lookup(self.comp_algorithm.removesuffix("\n"))
-            self._handle, self._flags, self._pool = handle, flags, pool
+            backend = compress.lookup(self.comp_algorithm)
+            self._table, self._handle, self._flags, self._pool = table, handle, flags, pool
             self._nr_pages = nr_pages
             self._compress, self._decompress = backend.compress, backend.decompress
             self._huge_class_size = pool.table.huge_class_size
             self.disksize = disksize
-
-    def _reserve(self, entries: int, fmt: IntFormat) -> memoryview[int]:
-        size = entries * struct.calcsize(fmt)
-        region = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | _MAP_NORESERVE)
-        raw = memoryview(region)
-        self._maps.append(region)
-        self._views.append(raw)
-        view = raw.cast(fmt)
-        self._views.append(view)
-        return view
-
-    def _release_table(self) -> None:
-        for view in reversed(self._views):
-            view.release()
-        for region in self._maps:
-            region.close()
-        self._views, self._maps = [], []
-        self._handle = self._flags = memoryview(b"")
 
     def open_disk(self) -> None:
         """Count an opener of the disk (reset is refused while there is one)."""
@@ -224,7 +250,7 @@ class ZramDevice:
         """Set the peak to the current pool size (a no-op while uninitialised)."""
         with self.lock:
             if self._pool is not None:
-                self.max_used_pages = self._pool.pages_allocated
+                self._max_used_pages = self._pool.pages_allocated
 
     def compact(self) -> int:
         """Compact the pool; returns the pages freed. EINVAL while uninitialised."""
@@ -242,7 +268,10 @@ class ZramDevice:
             if self._pool is not None:
                 self._pool.close()
             self._pool = None
-            self._release_table()
+            self._handle = self._flags = memoryview(b"")
+            if self._table is not None:
+                self._table.close()
+            self._table = None
             self._nr_pages = 0
             self.disksize = 0
             self.mem_limit_pages = 0
@@ -267,14 +296,14 @@ class ZramDevice:
         if not flags:
             return
         if flags & SAME:
-            self.same_pages -= 1
+            self._same_pages -= 1
         else:
             assert self._pool is not None
             self._pool.free(self._handle[index])
-            self.compr_data_size -= flags & SIZE_MASK
+            self._compr_data_size -= flags & SIZE_MASK
             if flags & HUGE:
-                self.huge_pages -= 1
-        self.pages_stored -= 1
+                self._huge_pages -= 1
+        self._pages_stored -= 1
         self._handle[index] = 0
         self._flags[index] = 0
 
@@ -295,17 +324,19 @@ class ZramDevice:
             self._free_slot(index)
             self._handle[index] = word
             self._flags[index] = SAME
-            self.same_pages += 1
-            self.pages_stored += 1
+            self._same_pages += 1
+            self._pages_stored += 1
             return
         # 2. Compress; 3. too big to be worth it: store the page raw in the huge class.
         try:
             data = self._compress(page)
+            if self.fault_hook is not None:
+                self.fault_hook("compress", index)
         except Exception as exc:
             raise IOFailure(f"compression failed: {exc}") from exc
         size = len(data)
         flags = size
-        if size >= self._huge_class_size:
+        if is_huge(size, self._huge_class_size):
             data, size, flags = page, PAGE_SIZE, PAGE_SIZE | HUGE
         # 4. Allocate and copy in (compacting once if the pool is full); 5. the limit check.
         pool = self._pool
@@ -319,28 +350,28 @@ class ZramDevice:
             except PoolExhausted as exc:
                 raise IOFailure(str(exc)) from None
         pages = pool.pages_allocated
-        if pages > self.max_used_pages:
-            self.max_used_pages = pages
+        if pages > self._max_used_pages:
+            self._max_used_pages = pages
         if self.mem_limit_pages and pages > self.mem_limit_pages:
             pool.free(location)
             raise IOFailure(f"mem_limit reached ({self.mem_limit_pages} pages)")
         # 6. Free the old contents and install the new object.
         old = self._flags[index]
         if old & SAME:
-            self.same_pages -= 1
+            self._same_pages -= 1
         elif old:
             pool.free(self._handle[index])
-            self.compr_data_size -= old & SIZE_MASK
+            self._compr_data_size -= old & SIZE_MASK
             if old & HUGE:
-                self.huge_pages -= 1
+                self._huge_pages -= 1
         else:
-            self.pages_stored += 1
+            self._pages_stored += 1
         self._handle[index] = location
         self._flags[index] = flags
-        self.compr_data_size += size
+        self._compr_data_size += size
         if flags & HUGE:
-            self.huge_pages += 1
-            self.huge_pages_since += 1
+            self._huge_pages += 1
+            self._huge_pages_since += 1
 
     def _load_page(self, index: int) -> bytes:
         """The contents of slot `index` as one page (``zram_read_page``)."""
@@ -355,9 +386,24 @@ class ZramDevice:
         if flags & HUGE:
             return data
         try:
-            return self._decompress(data)
+            page = self._decompress(data)
+            if self.fault_hook is not None:
+                self.fault_hook("decompress", index)
         except Exception as exc:
             raise IOFailure(f"page {index}: {exc}") from exc
+        return page
+
+    def stored_object(self, index: int) -> tuple[int, int] | None:
+        """(pool location, compressed length) of page `index`, or None unless it holds a
+        compressed object (empty, same-filled and huge pages have nothing to decompress). For
+        tests and debugging: the location is valid only until the next write or compaction."""
+        with self.lock:
+            if not 0 <= index < self._nr_pages:
+                raise InvalidArgument(f"page {index} outside the disk")
+            flags = self._flags[index]
+            if not flags or flags & (SAME | HUGE):
+                return None
+            return self._handle[index], flags & SIZE_MASK
 
     # ------------------------------------------------------------------ byte-range I/O
 
@@ -407,36 +453,37 @@ class ZramDevice:
                     self._store_page(index, page)
                     pos += chunk
             except IOFailure:
-                self.failed_writes += 1
+                self._failed_writes += 1
                 raise
             finally:
-                self._account(self.stat_write, pos, started)
+                self._account(self._stat_write, pos, started)
             return length
 
     def read(self, offset: int, size: int) -> bytes:
         """Read up to `size` bytes at `offset`; a read past the end returns what lies before it.
         A page that cannot be restored raises IOFailure and counts in failed_reads."""
-        return bytes(self.read_into(offset, size, None))
+        return bytes(self.read_view(offset, size, None))
 
-    def read_into(self, offset: int, size: int, out: bytearray | None) -> bytes | memoryview:
-        """`read`, for the FUSE front end: a read of several pages is assembled in `out` (a
-        buffer the caller reuses; one is made if it is None or too small) and a view of it is
-        returned, so serving reads allocates no request buffer; a single whole page is returned
-        as it is, with no copy at all."""
+    def read_view(self, offset: int, size: int, buffer: bytearray | None) -> bytes | memoryview:
+        """`read`, for the FUSE front end, without a request-sized allocation: returns a view of
+        the bytes, valid until the next call with the same `buffer`. A single whole page comes
+        back as the page object itself (no copy, `buffer` untouched); a read of several pages is
+        assembled in `buffer` (one the caller reuses; a new one is made if it is None or too
+        small) and a view of it is returned."""
         with self.lock:
             started = time.monotonic_ns()
             if offset < 0:
                 raise InvalidArgument("negative offset")
             size = max(0, min(size, self.disksize - offset))
-            if out is None or len(out) < size:
-                out = bytearray(size)
+            if buffer is None or len(buffer) < size:
+                buffer = bytearray(size)
             pos = 0
             try:
                 if size == PAGE_SIZE and not offset & (PAGE_SIZE - 1):
                     page = self._load_page(offset >> PAGE_SHIFT)
                     pos = size
                     return page
-                view = memoryview(out)
+                view = memoryview(buffer)
                 while pos < size:
                     index = (offset + pos) >> PAGE_SHIFT
                     in_page = (offset + pos) & (PAGE_SIZE - 1)
@@ -446,10 +493,10 @@ class ZramDevice:
                     pos += chunk
                 return view[:size]
             except IOFailure:
-                self.failed_reads += 1
+                self._failed_reads += 1
                 raise
             finally:
-                self._account(self.stat_read, pos, started)
+                self._account(self._stat_read, pos, started)
 
     def discard(self, offset: int, length: int, write_zeroes: bool = False) -> None:
         """Free the pages in [offset, offset+length): a DISCARD, or a WRITE_ZEROES when
@@ -474,12 +521,12 @@ class ZramDevice:
                     self._zero_partial(offset, first * PAGE_SIZE)
                     self._zero_partial(last * PAGE_SIZE, end)
             except IOFailure:
-                self.failed_writes += 1
+                self._failed_writes += 1
                 raise
             for index in range(first, last):
                 self._free_slot(index)
-            self.notify_free += max(0, last - first)
-            self._account(self.stat_write if write_zeroes else self.stat_discard, end - offset, started)
+            self._notify_free += max(0, last - first)
+            self._account(self._stat_write if write_zeroes else self._stat_discard, end - offset, started)
 
     def _zero_partial(self, start: int, end: int) -> None:
         """Zero bytes [start, end) that lie within one page, keeping the rest of the page."""
@@ -495,115 +542,61 @@ class ZramDevice:
     def flush(self) -> None:
         """A flush (fsync): nothing to write back, but it is counted like the block layer does."""
         with self.lock:
-            self.stat_flush.ios += 1
+            self._stat_flush.ios += 1
 
-    def _account(self, stat: _OpStat, nbytes: int, started: int) -> None:
+    def _account(self, stat: _RequestCounter, nbytes: int, started: int) -> None:
         stat.ios += 1
         stat.sectors += nbytes >> SECTOR_SHIFT
         stat.nanos += time.monotonic_ns() - started
 
     # ------------------------------------------------------------------ statistics
 
-    def mm_stat(self) -> MmStat:
+    def statistics(self) -> DeviceStatistics:
+        """Every counter at one instant, taken under one acquisition of the lock."""
         with self.lock:
             pool = self._pool
-            return MmStat(
-                orig_data_size=self.pages_stored << PAGE_SHIFT,
-                compr_data_size=self.compr_data_size,
-                mem_used_total=(pool.pages_allocated << PAGE_SHIFT) if pool else 0,
+            pool_pages = pool.pages_allocated if pool else 0
+            mm = MmStat(
+                orig_data_size=self._pages_stored << PAGE_SHIFT,
+                compr_data_size=self._compr_data_size,
+                mem_used_total=pool_pages << PAGE_SHIFT,
                 mem_limit=self.mem_limit_pages << PAGE_SHIFT,
-                mem_used_max=self.max_used_pages << PAGE_SHIFT,
-                same_pages=self.same_pages,
+                mem_used_max=self._max_used_pages << PAGE_SHIFT,
+                same_pages=self._same_pages,
                 pages_compacted=pool.pages_compacted if pool else 0,
-                huge_pages=self.huge_pages,
-                huge_pages_since=self.huge_pages_since,
+                huge_pages=self._huge_pages,
+                huge_pages_since=self._huge_pages_since,
             )
+            io = IoStat(self._failed_reads, self._failed_writes, self._notify_free)
+            block = BlockStat(
+                read=self._stat_read.snapshot(),
+                write=self._stat_write.snapshot(),
+                discard=self._stat_discard.snapshot(),
+                flush=self._stat_flush.snapshot(),
+            )
+            return DeviceStatistics(mm, io, block, self._pages_stored, pool_pages)
 
-    def io_stat(self) -> IoStat:
-        with self.lock:
-            return IoStat(self.failed_reads, self.failed_writes, self.notify_free)
-
-    def format_debug_stat(self) -> str:
-        """``version: 1\\n`` then the retired writestall column (0) and miss_free."""
-        return f"version: {1}\n0 {self.miss_free:8d}\n"
-
-    def format_block_stat(self) -> str:
-        """The 17 columns of /sys/block/<dev>/stat: read, write, in-flight, discard and flush
-        accounting (requests, merges, sectors, milliseconds). Requests are served one at a time,
-        so nothing is in flight when this is read, and busy time is the sum of service times."""
-        with self.lock:
-            r, w, d, f = self.stat_read, self.stat_write, self.stat_discard, self.stat_flush
-            busy_ms = (r.nanos + w.nanos + d.nanos + f.nanos) // 1_000_000
-            columns = (
-                r.ios, 0, r.sectors, r.nanos // 1_000_000,
-                w.ios, 0, w.sectors, w.nanos // 1_000_000,
-                0, busy_ms, busy_ms,
-                d.ios, 0, d.sectors, d.nanos // 1_000_000,
-                f.ios, f.nanos // 1_000_000,
-            )  # fmt: skip
-            return " ".join(f"{c:8d}" for c in columns) + "\n"
-
-    def format_classes(self) -> str:
-        """The pool's zsmalloc ``classes`` table (empty header only while uninitialised)."""
+    def class_stats(self) -> list[ClassStats]:
+        """The pool's size classes, one row each (all zeros while uninitialised)."""
         with self.lock:
             if self._pool is None:
-                return ZsPool(1, self.chain_size).format_classes()
-            return self._pool.format_classes()
+                return empty_class_stats(SizeClassTable(self.chain_size))
+            return self._pool.class_stats()
 
     @property
     def pool(self) -> ZsPool | None:
+        """The pool while initialised (for tests and benchmarks: callers take `lock`)."""
         return self._pool
 
-    # ------------------------------------------------------------------ fault injection (tests only)
-
-    def inject_faults(self, compress_failures: int = 0, decompress_failures: int = 0) -> None:
-        """Make the next `compress_failures` compressions and `decompress_failures`
-        decompressions raise, as a broken codec would. For tests: the daemon exposes this only
-        when started with ZRAMD_FAULT_INJECTION=1. Costs nothing when not armed: the codec
-        functions are swapped for failing wrappers and swapped back once they have fired."""
-        with self.lock:
-            backend = compress.lookup(self.comp_algorithm.removesuffix("\n"))
-            if compress_failures > 0:
-                self._compress = _failing(compress_failures, backend.compress, self, "_compress")
-            if decompress_failures > 0:
-                self._decompress = _failing(decompress_failures, backend.decompress, self, "_decompress")
-
-    def corrupt_page(self, index: int) -> None:
-        """Overwrite the stored object of page `index` with garbage of the same length, as a
-        memory error would (tests only, like `inject_faults`). InvalidArgument unless the page
-        holds a compressed object (same-filled and huge pages have nothing to decompress)."""
-        with self.lock:
-            if not 0 <= index < self._nr_pages:
-                raise InvalidArgument(f"page {index} outside the disk")
-            flags = self._flags[index]
-            if not flags or flags & (SAME | HUGE):
-                raise InvalidArgument(f"page {index} holds no compressed object")
-            assert self._pool is not None
-            size = flags & SIZE_MASK
-            self._pool.write(self._handle[index], bytes((i * 7 + 1) & 0xFF for i in range(size)))
-
     # ------------------------------------------------------------------ invariants
-
-    def format_consistency(self) -> str:
-        """Run `check_invariants` and report it as text: ``ok`` and the recounted totals, or
-        ``MISMATCH`` and what disagrees (the ``sys/consistency`` file)."""
-        try:
-            self.check_invariants()
-        except AssertionError as exc:
-            return f"MISMATCH: {exc}\n"
-        stat = self.mm_stat()
-        return (
-            f"ok: {self.pages_stored} pages stored, {stat.same_pages} same, {stat.huge_pages} huge, "
-            f"{stat.compr_data_size} bytes compressed in {stat.mem_used_total // PAGE_SIZE} pool pages\n"
-        )
 
     def check_invariants(self) -> None:
         """Recount the slot table and the pool and raise AssertionError where a counter, a slot
         or a pool object disagrees. Slow (walks every slot); for tests and debugging."""
         with self.lock:
             if self._pool is None:
-                assert self.pages_stored == self.compr_data_size == self.same_pages == 0
-                assert self.huge_pages == 0
+                assert self._pages_stored == self._compr_data_size == self._same_pages == 0
+                assert self._huge_pages == 0
                 return
             live = self._pool.check_consistency()
             stored = same = huge = compr = 0
@@ -627,42 +620,9 @@ class ZramDevice:
                 else:
                     assert 0 < size < self._huge_class_size, f"slot {index} size {size}"
                 owners[handle[index]] = index
-            assert stored == self.pages_stored, f"pages_stored {self.pages_stored} != {stored}"
-            assert same == self.same_pages, f"same_pages {self.same_pages} != {same}"
-            assert huge == self.huge_pages, f"huge_pages {self.huge_pages} != {huge}"
-            assert compr == self.compr_data_size, f"compr_data_size {self.compr_data_size} != {compr}"
+            assert stored == self._pages_stored, f"pages_stored {self._pages_stored} != {stored}"
+            assert same == self._same_pages, f"same_pages {self._same_pages} != {same}"
+            assert huge == self._huge_pages, f"huge_pages {self._huge_pages} != {huge}"
+            assert compr == self._compr_data_size, f"compr_data_size {self._compr_data_size} != {compr}"
             assert owners == live, "slot table and pool disagree on which objects are live"
-            assert self.max_used_pages >= self._pool.pages_allocated, "mem_used_max below mem_used_total"
-
-
-def _failing(
-    count: int, real: Callable[[bytes], bytes], device: ZramDevice, name: str
-) -> Callable[[bytes], bytes]:
-    """A codec function that raises `count` times, then puts `real` back on `device`."""
-    remaining = [count]
-
-    def fail(data: bytes) -> bytes:
-        remaining[0] -= 1
-        if remaining[0] <= 0:
-            setattr(device, name, real)
-        raise RuntimeError(f"injected {name.lstrip('_')} failure")
-
-    return fail
-
-
-class NoopDevice(ZramDevice):
-    """The benchmark's ceiling: a device whose reads return zeros and whose writes are dropped,
-    served through the same FUSE front end. Setup, attributes and counters behave as usual."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._zeros = bytes(1 << 20)
-
-    def write(self, offset: int, data: bytes | bytearray | memoryview) -> int:
-        if offset >= self.disksize:
-            raise NoSpace(f"write at {offset} is past the end of the disk ({self.disksize} bytes)")
-        return min(len(data), self.disksize - offset)
-
-    def read_into(self, offset: int, size: int, out: bytearray | None) -> bytes | memoryview:
-        size = max(0, min(size, self.disksize - offset))
-        return memoryview(self._zeros)[:size] if size <= len(self._zeros) else bytes(size)
+            assert self._max_used_pages >= self._pool.pages_allocated, "mem_used_max below mem_used_total"

@@ -16,33 +16,24 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from zramd.config import ServeConfig
-from zramd.errors import UserError
-from zramd.mounts import (
+from zramd.admin import blockdev
+from zramd.core.errors import UserError
+from zramd.core.units import format_size
+from zramd.host.mounts import (
     FSTYPE,
     is_dead_mount,
     loop_devices_for,
     mount_entry,
     mount_table,
+    require_zramd_mount,
     swap_devices,
     unmount,
     zramd_mounts,
 )
-from zramd.units import format_size
-
-RUN_DIR = Path("/run/zramd")
-
-
-def run_name(mountpoint: str) -> str:
-    return mountpoint.strip("/").replace("/", "-") or "-"
-
-
-def pidfile_for(mountpoint: str) -> Path:
-    return RUN_DIR / f"{run_name(mountpoint)}.pid"
-
-
-def logfile_for(mountpoint: str) -> Path:
-    return RUN_DIR / f"{run_name(mountpoint)}.log"
+from zramd.host.processes import daemon_pid, pid_alive
+from zramd.host.rundir import RUN_DIR, logfile_for, pidfile_for
+from zramd.host.settings import ServeConfig
+from zramd.host.sysdir import SysDir
 
 
 def start(config: ServeConfig, log_level: str = "info", timeout: float = 30) -> str:
@@ -125,45 +116,20 @@ def _log_tail(path: Path) -> str:
     return f": {lines[-1]}" if lines else ""
 
 
-def daemon_pid(mountpoint: str) -> int | None:
-    try:
-        return int(pidfile_for(mountpoint).read_text().strip())
-    except (OSError, ValueError):
-        return None
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie is as good as gone
-        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
 def stop(mountpoint: str, timeout: float = 30, force: bool = False) -> str:
-    """Take down what uses the disk (`helpers.release`), unmount `mountpoint` and wait for its
+    """Take down what uses the disk (`blockdev.release`), unmount `mountpoint` and wait for its
     daemon to exit; return a summary. Refuses while the disk is active swap, unless `force`."""
-    from zramd import helpers
-
-    mountpoint = os.path.abspath(mountpoint)
-    entry = mount_entry(mountpoint)
-    if entry is None or entry.fstype != FSTYPE:
-        raise UserError(f"{mountpoint} is not a zramd mount (see 'zramd status')")
+    mountpoint = require_zramd_mount(mountpoint)
     pid = daemon_pid(mountpoint)
     if is_dead_mount(mountpoint):
         unmount(mountpoint, lazy=True)
         pidfile_for(mountpoint).unlink(missing_ok=True)
         return f"zramd: {mountpoint} was a dead mount (its daemon was killed); detached it"
-    actions = helpers.release(mountpoint, force=force)
+    actions = blockdev.release(mountpoint, force=force)
     unmount(mountpoint)
     if pid is not None:
         deadline = time.monotonic() + timeout
-        while _alive(pid):
+        while pid_alive(pid):
             if time.monotonic() > deadline:
                 raise UserError(f"the daemon (pid {pid}) is still running {timeout:g} s after the unmount")
             time.sleep(0.05)
@@ -191,13 +157,6 @@ class StatusRow:
         return asdict(self)
 
 
-def _selected(text: str) -> str:
-    for word in text.split():
-        if word.startswith("["):
-            return word.strip("[]")
-    return "-"
-
-
 def _used_by(disk: str) -> str:
     """Where the disk is in use, zramctl style: [SWAP] or the mount point of a filesystem on a
     loop device over it; empty when unused."""
@@ -219,21 +178,19 @@ def status(mountpoints: list[str]) -> list[StatusRow]:
     targets = [os.path.abspath(m) for m in mountpoints] or zramd_mounts()
     rows = []
     for mountpoint in targets:
-        entry = mount_entry(mountpoint)
-        if entry is None or entry.fstype != FSTYPE:
-            raise UserError(f"{mountpoint} is not a zramd mount")
+        require_zramd_mount(mountpoint)
         if is_dead_mount(mountpoint):
             raise UserError(
                 f"{mountpoint} is a dead zramd mount (its daemon was killed); run 'zramd stop' on it"
             )
-        sysdir = Path(mountpoint) / "sys"
-        mm = [int(v) for v in (sysdir / "mm_stat").read_text().split()]
+        sysdir = SysDir(Path(mountpoint) / "sys")
+        mm = sysdir.mm_stat()
         disk = os.path.join(mountpoint, "disk")
         rows.append(
             StatusRow(
                 name=disk,
-                algorithm=_selected((sysdir / "comp_algorithm").read_text()),
-                disksize=int((sysdir / "disksize").read_text()),
+                algorithm=sysdir.algorithm(),
+                disksize=sysdir.number("disksize"),
                 data=mm[0],
                 compr=mm[1],
                 total=mm[2],

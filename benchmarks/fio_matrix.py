@@ -51,10 +51,14 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from zramd import __version__, compress, control
-from zramd.config import ServeConfig
-from zramd.errors import UserError
-from zramd.units import PAGE_SIZE, format_size, parse_size
+from zramd import __version__
+from zramd.admin import control
+from zramd.core import compress
+from zramd.core.errors import UserError
+from zramd.core.units import PAGE_SIZE, format_size, parse_size
+from zramd.host.processes import daemon_pid
+from zramd.host.rundir import logfile_for
+from zramd.host.settings import ServeConfig
 
 KiB = 1 << 10
 MiB = 1 << 20
@@ -335,7 +339,7 @@ def _stop_daemon(mountpoint: str, pid: int | None) -> None:
         if _running(pid):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-    control.logfile_for(mountpoint).unlink(missing_ok=True)
+    logfile_for(mountpoint).unlink(missing_ok=True)
 
 
 # ---------------------------------------------------------------------------- runners
@@ -565,7 +569,7 @@ class Bench:
         )
         self.undo(stack, f"removing {mountpoint}", _remove_empty_dir, mountpoint)
         control.start(config, log_level="warning", timeout=60)
-        pid = control.daemon_pid(str(mountpoint))
+        pid = daemon_pid(str(mountpoint))
         self.undo(stack, f"stopping {name} (pid {pid})", _stop_daemon, str(mountpoint), pid)
         if pid is None:
             raise UserError(f"no pid file for the daemon on {mountpoint}")

@@ -2,9 +2,10 @@
 
 Owns: the file tree (``disk``, ``sys/<attribute>``), inode numbers and file handles, translating
 FUSE requests into device and attribute calls, and translating every failure into an errno reply.
-This is the only layer that imports pyfuse3 and speaks errno to the kernel: a `ZramError` becomes
-its errno, anything unexpected is logged once with its traceback and becomes EIO, and nothing
-else ever escapes a handler (an escaping exception would end pyfuse3's main loop).
+This module and the daemon are the only ones that import pyfuse3, and this is the only one that
+speaks errno to the kernel: a `ZramError` becomes its errno, anything unexpected is logged once
+with its traceback and becomes EIO, and nothing else ever escapes a handler (an escaping exception
+would end pyfuse3's main loop).
 Must not: keep device state of its own, or block on anything but the device lock.
 
 Tree::
@@ -14,7 +15,8 @@ Tree::
     /sys/             0755 root
     /sys/<attribute>  the kernel's modes: 0644 disksize, comp_algorithm; 0444 initstate,
                       mm_stat, io_stat, debug_stat, stat; 0200 reset, compact, mem_limit,
-                      mem_used_max; plus extra read-only files (``daemon``, ``classes``)
+                      mem_used_max; plus zramd's own read-only ``classes``, ``consistency``
+                      and ``daemon``
 
 Attribute files are opened with ``direct_io``, so every read calls `show` afresh and every write
 reaches `store`, exactly like sysfs. The disk file uses the page cache for buffered I/O (without
@@ -36,10 +38,10 @@ from typing import Any, TypeVar
 
 import pyfuse3
 
-from zramd import attrs
-from zramd.device import ZramDevice
-from zramd.errors import ZramError
-from zramd.units import PAGE_SIZE
+from zramd.core import attrs
+from zramd.core.device import ZramDevice
+from zramd.core.errors import ZramError
+from zramd.core.units import PAGE_SIZE
 
 log = logging.getLogger(__name__)
 
@@ -180,7 +182,7 @@ class ZramOperations(pyfuse3.Operations):
         if node is self.disk:
             entry.st_size = self.device.disksize
             # Blocks actually used: the pool's memory, so `du disk` answers "how much RAM".
-            entry.st_blocks = self.device.mm_stat().mem_used_total // 512
+            entry.st_blocks = self.device.statistics().pool_pages * (PAGE_SIZE // 512)
             entry.st_mtime_ns = entry.st_ctime_ns = self.disk_mtime_ns
         elif stat.S_ISREG(node.mode):
             entry.st_size = attrs.SYSFS_FILE_SIZE
@@ -303,7 +305,7 @@ class ZramOperations(pyfuse3.Operations):
         if handle.is_disk:
             # One request at a time (max_tasks=1), and pyfuse3 copies the reply out before the
             # next handler runs, so one preallocated buffer serves every read.
-            return self.device.read_into(off, size, self._read_buffer)
+            return self.device.read_view(off, size, self._read_buffer)
         node = handle.node
         if node.show is not None:
             text = node.show()

@@ -15,7 +15,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from zramd.errors import UserError
+from zramd.core.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +69,15 @@ def mount_entry(path: str) -> MountEntry | None:
         if entry.mountpoint == path:
             found = entry
     return found
+
+
+def require_zramd_mount(mountpoint: str, hint: str = "see 'zramd status'") -> str:
+    """`mountpoint` as an absolute path, or UserError when no zramd filesystem is mounted there."""
+    absolute = os.path.abspath(mountpoint)
+    entry = mount_entry(absolute)
+    if entry is None or entry.fstype != FSTYPE:
+        raise UserError(f"{absolute} is not a zramd mount ({hint})")
+    return absolute
 
 
 def is_dead_mount(path: str) -> bool:

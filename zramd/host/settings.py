@@ -1,14 +1,12 @@
 """What a daemon serves: the settings of one device, from the command line or a config file.
 
-Owns: `ServeConfig`. Must not: import pyfuse3 or trio (the CLI imports this for every command).
+Owns: `ServeConfig`, the one record the CLI hands to `zramd run` (and `zramd start` turns back
+into its command line). Must not: import pyfuse3 or trio (the CLI imports this for every command).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
-
-CONFIG_MOUNT_ROOT = Path("/run/zramd")  # devices from a config file are mounted on /run/zramd/NAME
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,7 +9,7 @@ Must not: know about attributes or devices.
 
 from __future__ import annotations
 
-from zramd.errors import InvalidArgument, OutOfRange
+from zramd.core.errors import InvalidArgument, OutOfRange
 
 U64_MASK = (1 << 64) - 1
 _SHIFTS = {"K": 10, "M": 20, "G": 30, "T": 40, "P": 50, "E": 60}

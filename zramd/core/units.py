@@ -2,7 +2,7 @@
 
 Owns: the page geometry (4 KiB pages, 512-byte sectors), the user-facing size parser used by the
 CLI and the config file (strict: a bad size is an error), and human-readable size formatting in
-zramctl's style. The kernel's own lenient parsers (memparse, kstrto*) live in `zramd.kparse`,
+zramctl's style. The kernel's own lenient parsers (memparse, kstrto*) live in `zramd.core.kparse`,
 because attribute files must accept exactly what the kernel accepts.
 
 Must not: import anything outside the standard library.

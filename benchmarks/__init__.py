@@ -1,0 +1,3 @@
+"""zramd's benchmarks: developer tools that need root, fio and the kernel's zram, kept out of the
+product package (nothing in zramd imports them). Run them through scripts/bench and
+scripts/bench-pool."""

@@ -1,0 +1,148 @@
+"""Benchmark the pool and the codecs, side by side in one run.
+
+Prints, as medians over --repeat runs: pool malloc+write, read and free rates (objects/s) for the
+per-page sizes of the reference corpus (kernel lzo figures), compression and decompression MB/s per
+backend on real pages, the pool's bookkeeping time per page against lzo's compression time per
+page, and the metadata bytes per stored object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from zramd.core import compress
+from zramd.core.device import ZramDevice
+from zramd.core.pool import ZsPool
+from zramd.core.units import PAGE_SIZE
+
+ROOT = Path(__file__).resolve().parent.parent
+VECTORS = ROOT / "tests" / "data" / "complen_corpus64_lzo.txt"
+
+
+def corpus_pages(limit_mb: int) -> list[bytes]:
+    tar = subprocess.Popen(
+        ["tar", "--sort=name", "-cf", "-", "usr/lib/python3.11", "usr/share/doc"],
+        cwd="/", stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert tar.stdout is not None
+    data = tar.stdout.read(limit_mb << 20)
+    tar.kill()
+    tar.wait()
+    return [data[i : i + PAGE_SIZE] for i in range(0, len(data) - PAGE_SIZE + 1, PAGE_SIZE)]
+
+
+def bench_pool(sizes: list[int]) -> dict[str, float]:
+    owners: dict[int, int] = {}
+    pool = ZsPool(len(sizes) * 2, relocate=owners.__setitem__)
+    payload = os.urandom(PAGE_SIZE)
+    views = [memoryview(payload)[:n] for n in sizes]
+    t0 = time.perf_counter()
+    locs = []
+    for owner, (size, view) in enumerate(zip(sizes, views, strict=True)):
+        loc = pool.malloc(size, owner)
+        pool.write(loc, view)
+        locs.append(loc)
+    t1 = time.perf_counter()
+    for loc, size in zip(locs, sizes, strict=True):
+        pool.read(loc, size)
+    t2 = time.perf_counter()
+    meta = pool.metadata_bytes()
+    for loc in locs:
+        pool.free(loc)
+    t3 = time.perf_counter()
+    pool.close()
+    n = len(sizes)
+    return {
+        "malloc_write_per_s": n / (t1 - t0),
+        "read_per_s": n / (t2 - t1),
+        "free_per_s": n / (t3 - t2),
+        "pool_meta_bytes_per_object": meta / n,
+    }
+
+
+def bench_codec(name: str, pages: list[bytes]) -> dict[str, float]:
+    backend = compress.lookup(name)
+    t0 = time.perf_counter()
+    blobs = [backend.compress(p) for p in pages]
+    t1 = time.perf_counter()
+    for blob in blobs:
+        backend.decompress(blob)
+    t2 = time.perf_counter()
+    nbytes = len(pages) * PAGE_SIZE
+    return {
+        "compress_MBps": nbytes / (t1 - t0) / 1e6,
+        "decompress_MBps": nbytes / (t2 - t1) / 1e6,
+        "compress_us_per_page": (t1 - t0) / len(pages) * 1e6,
+    }
+
+
+def bench_device(pages: list[bytes]) -> dict[str, float]:
+    device = ZramDevice()
+    device.set_disksize(len(pages) * PAGE_SIZE)
+    data = b"".join(pages)
+    t0 = time.perf_counter()
+    for off in range(0, len(data), 1 << 20):
+        device.write(off, data[off : off + (1 << 20)])
+    t1 = time.perf_counter()
+    for off in range(0, len(data), 1 << 20):
+        device.read(off, 1 << 20)
+    t2 = time.perf_counter()
+    device.reset()
+    return {"device_write_MBps": len(data) / (t1 - t0) / 1e6, "device_read_MBps": len(data) / (t2 - t1) / 1e6}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--mb", type=int, default=64, help="MiB of corpus pages for the codec runs")
+    args = parser.parse_args()
+
+    sizes = [PAGE_SIZE if s == "H" else int(s) for s in VECTORS.read_text().split() if s != "S"]
+    pages = corpus_pages(args.mb)
+    runs: dict[str, list[float]] = {}
+    for _ in range(args.repeat):
+        for key, value in bench_pool(sizes).items():
+            runs.setdefault(key, []).append(value)
+        for name in compress.algorithm_names():
+            for key, value in bench_codec(name, pages).items():
+                runs.setdefault(f"{name}_{key}", []).append(value)
+        for key, value in bench_device(pages).items():
+            runs.setdefault(key, []).append(value)
+    med = {key: statistics.median(values) for key, values in runs.items()}
+
+    bookkeeping_us = 1e6 / med["malloc_write_per_s"] + 1e6 / med["free_per_s"]
+    print(f"pool, {len(sizes)} objects of the corpus's kernel lzo sizes (median of {args.repeat}):")
+    print(f"  malloc+write  {med['malloc_write_per_s']:>12,.0f} objects/s")
+    print(f"  read          {med['read_per_s']:>12,.0f} objects/s")
+    print(f"  free          {med['free_per_s']:>12,.0f} objects/s")
+    print(f"codecs on {len(pages)} corpus pages:")
+    for name in compress.algorithm_names():
+        print(
+            f"  {name:4s} compress {med[f'{name}_compress_MBps']:7.1f} MB/s "
+            f"({med[f'{name}_compress_us_per_page']:.2f} us/page), "
+            f"decompress {med[f'{name}_decompress_MBps']:7.1f} MB/s"
+        )
+    print(
+        f"device write path {med['device_write_MBps']:.1f} MB/s, read path {med['device_read_MBps']:.1f} MB/s"
+    )
+    lzo_us = med["lzo_compress_us_per_page"]
+    print(
+        f"pool bookkeeping per stored page (malloc+write+free) {bookkeeping_us:.2f} us "
+        f"vs lzo compression {lzo_us:.2f} us: ratio {bookkeeping_us / lzo_us:.2f}"
+    )
+    meta = med["pool_meta_bytes_per_object"]
+    print(
+        f"metadata per stored object: pool {meta:.1f} B (zspage arrays) + slot table 12 B "
+        f"+ 8 B header inside the object = {meta + 20:.1f} B"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,221 @@
+"""The attribute files of ``MOUNTPOINT/sys/``: zram's sysfs attributes, text in and text out.
+
+Owns: the attribute table (name, mode, show, store); every text format of an attribute file,
+rendered from the device's numbers (``mm_stat``, ``io_stat``, ``debug_stat``, ``stat``, and
+zramd's ``classes`` and ``consistency``); and the exact parsing and errno of every store,
+including sysfs's own rules: a zero-length write does nothing and returns 0, a write is cut to one
+page and at the first NUL, and the whole write is reported as consumed when the store succeeds.
+Reading a write-only attribute and opening a read-only one for writing are refused with EACCES,
+as kernfs does for root.
+Must not: touch the device's internals (only its public methods), or know about FUSE.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, fields
+
+from zramd.core import compress
+from zramd.core.device import BlockStat, IoStat, MmStat, ZramDevice
+from zramd.core.errors import ArgumentTooLong, DeviceBusy, InvalidArgument, NoMemory
+from zramd.core.kparse import U64_MASK, kstrtou16, kstrtoull, memparse, store_buffer
+from zramd.core.pool import ClassStats
+from zramd.core.units import PAGE_SIZE
+
+ALGO_NAME_MAX = 128  # ZRAM_MAX_ALGO_NAME_SZ: names this long or longer get E2BIG
+SYSFS_FILE_SIZE = PAGE_SIZE  # what stat() reports for every sysfs attribute
+
+
+@dataclass(frozen=True, slots=True)
+class Attribute:
+    """One attribute file.
+
+    Attributes:
+        name: the file name, as in /sys/block/zram0/.
+        mode: permission bits (0444 read-only, 0200 write-only, 0644 read-write).
+        show: renders the file's text, or None for write-only attributes.
+        store: parses a write and applies it, or None for read-only attributes; raises a
+            `zramd.core.errors.ZramError` carrying the kernel's errno.
+    """
+
+    name: str
+    mode: int
+    show: Callable[[ZramDevice], str] | None
+    store: Callable[[ZramDevice, str], None] | None
+
+    @property
+    def readable(self) -> bool:
+        return self.show is not None
+
+    @property
+    def writable(self) -> bool:
+        return self.store is not None
+
+    def write(self, device: ZramDevice, data: bytes) -> int:
+        """Apply a write of `data` as sysfs would; returns the byte count to report."""
+        if not data:
+            return 0
+        assert self.store is not None
+        self.store(device, store_buffer(data))
+        return min(len(data), PAGE_SIZE)
+
+
+# ------------------------------------------------------------------ stores
+
+
+def _store_disksize(device: ZramDevice, text: str) -> None:
+    value, _ = memparse(text)
+    if value == 0:
+        raise InvalidArgument(f"disksize: {text!r} is not a size")
+    aligned = (value + PAGE_SIZE - 1) & U64_MASK & ~(PAGE_SIZE - 1)
+    if aligned == 0:  # PAGE_ALIGN wrapped around: the kernel's allocation of 0 pages fails
+        if device.initialized:
+            raise DeviceBusy("the device is already initialised; write 1 to reset first")
+        raise NoMemory(f"disksize {value} is too large")
+    device.set_disksize(aligned)
+
+
+def _store_reset(device: ZramDevice, text: str) -> None:
+    if kstrtou16(text, 10) == 0:
+        raise InvalidArgument("reset takes a positive number")
+    device.reset()
+
+
+def _store_compact(device: ZramDevice, text: str) -> None:
+    device.compact()
+
+
+def _store_mem_limit(device: ZramDevice, text: str) -> None:
+    value, used = memparse(text)
+    if used == 0:
+        raise InvalidArgument(f"mem_limit: {text!r} is not a size")
+    device.set_mem_limit((value + PAGE_SIZE - 1) & U64_MASK & ~(PAGE_SIZE - 1))
+
+
+def _store_mem_used_max(device: ZramDevice, text: str) -> None:
+    if kstrtoull(text, 10) != 0:
+        raise InvalidArgument("mem_used_max only accepts 0")
+    device.reset_mem_used_max()
+
+
+def _store_comp_algorithm(device: ZramDevice, text: str) -> None:
+    if len(text) >= ALGO_NAME_MAX:
+        raise ArgumentTooLong(f"algorithm name of {len(text)} characters")
+    name = text[:-1] if text.endswith("\n") else text
+    device.set_comp_algorithm(name)
+
+
+# ------------------------------------------------------------------ text formats
+
+
+def format_mm_stat(stat: MmStat) -> str:
+    """``%8llu %8llu %8llu %8lu %8ld %8llu %8lu %8llu %8llu\\n`` (``mm_stat_show``)."""
+    return " ".join(f"{getattr(stat, f.name):8d}" for f in fields(stat)) + "\n"
+
+
+def format_io_stat(stat: IoStat) -> str:
+    """failed_reads, failed_writes, the retired invalid_io column (always 0), notify_free."""
+    return f"{stat.failed_reads:8d} {stat.failed_writes:8d} 0 {stat.notify_free:8d}\n"
+
+
+# debug_stat's miss_free counts ``zram_slot_free_notify`` calls that lost the slot-lock race. Swap
+# calls that hook only on a block device of zram's own; through a loop device it is never called,
+# so the count is 0 here by construction, not by omission.
+MISS_FREE = 0
+
+
+def format_debug_stat() -> str:
+    """``version: 1``, then the retired writestall column (0) and miss_free."""
+    return f"version: 1\n0 {MISS_FREE:8d}\n"
+
+
+def format_block_stat(stat: BlockStat) -> str:
+    """The 17 columns of /sys/block/<dev>/stat: read, write, in-flight, discard and flush
+    accounting (requests, merges, sectors, milliseconds). Requests are served one at a time,
+    so nothing is in flight when this is read, and busy time is the sum of service times."""
+    r, w, d, f = stat.read, stat.write, stat.discard, stat.flush
+    busy_ms = (r.nanos + w.nanos + d.nanos + f.nanos) // 1_000_000
+    columns = (
+        r.ios, 0, r.sectors, r.nanos // 1_000_000,
+        w.ios, 0, w.sectors, w.nanos // 1_000_000,
+        0, busy_ms, busy_ms,
+        d.ios, 0, d.sectors, d.nanos // 1_000_000,
+        f.ios, f.nanos // 1_000_000,
+    )  # fmt: skip
+    return " ".join(f"{c:8d}" for c in columns) + "\n"
+
+
+_GROUPS = ("10%", "20%", "30%", "40%", "50%", "60%", "70%", "80%", "90%", "99%", "100%")
+
+
+def format_classes(rows: Sequence[ClassStats]) -> str:
+    """The pool's class table in the layout of zsmalloc's debugfs ``classes`` file."""
+    lines = [
+        f" {'class':>5} {'size':>5} "
+        + "".join(f"{g:>9} " for g in _GROUPS)
+        + f"{'obj_allocated':>13} {'obj_used':>10} {'pages_used':>10} "
+        + f"{'pages_per_zspage':>16} {'freeable':>8}"
+    ]
+    totals = [0] * len(_GROUPS)
+    total_objs = total_used = total_pages = total_freeable = 0
+    for row in rows:
+        line = f" {row.index:5d} {row.size:5d} " + "".join(f"{n:9d} " for n in row.zspages_by_group)
+        line += f"{row.objs_allocated:13d} {row.objs_used:10d} {row.pages_used:10d} "
+        line += f"{row.pages_per_zspage:16d} {row.freeable:8d}"
+        lines.append(line)
+        totals = [a + b for a, b in zip(totals, row.zspages_by_group, strict=True)]
+        total_objs += row.objs_allocated
+        total_used += row.objs_used
+        total_pages += row.pages_used
+        total_freeable += row.freeable
+    lines.append("")
+    lines.append(
+        f" {'Total':>5} {'':>5} "
+        + "".join(f"{n:9d} " for n in totals)
+        + f"{total_objs:13d} {total_used:10d} {total_pages:10d} {'':>16} {total_freeable:8d}"
+    )
+    return "\n".join(lines) + "\n"
+
+
+def format_consistency(device: ZramDevice) -> str:
+    """Recount the slot table and the pool (`ZramDevice.check_invariants`) and report it:
+    ``ok`` and the recounted totals, or ``MISMATCH`` and what disagrees."""
+    with device.lock:  # the recount and the totals describe the same instant
+        try:
+            device.check_invariants()
+        except AssertionError as exc:
+            return f"MISMATCH: {exc}\n"
+        stat = device.statistics()
+    mm = stat.mm
+    return (
+        f"ok: {stat.pages_stored} pages stored, {mm.same_pages} same, {mm.huge_pages} huge, "
+        f"{mm.compr_data_size} bytes compressed in {stat.pool_pages} pool pages\n"
+    )
+
+
+def _show_comp_algorithm(device: ZramDevice) -> str:
+    return compress.format_comp_algorithm(device.comp_algorithm)
+
+
+ATTRIBUTES: tuple[Attribute, ...] = (
+    Attribute("disksize", 0o644, lambda d: f"{d.disksize}\n", _store_disksize),
+    Attribute("initstate", 0o444, lambda d: f"{int(d.initialized)}\n", None),
+    Attribute("reset", 0o200, None, _store_reset),
+    Attribute("compact", 0o200, None, _store_compact),
+    Attribute("mem_limit", 0o200, None, _store_mem_limit),
+    Attribute("mem_used_max", 0o200, None, _store_mem_used_max),
+    Attribute("comp_algorithm", 0o644, _show_comp_algorithm, _store_comp_algorithm),
+    Attribute("io_stat", 0o444, lambda d: format_io_stat(d.statistics().io), None),
+    Attribute("mm_stat", 0o444, lambda d: format_mm_stat(d.statistics().mm), None),
+    Attribute("debug_stat", 0o444, lambda d: format_debug_stat(), None),
+    Attribute("stat", 0o444, lambda d: format_block_stat(d.statistics().block), None),
+)
+BY_NAME = {attr.name: attr for attr in ATTRIBUTES}
+
+
+# ------------------------------------------------------------------ zramd's own additions
+
+# zsmalloc's debugfs class table for this device's pool.
+CLASSES = Attribute("classes", 0o444, lambda d: format_classes(d.class_stats()), None)
+# A recount of the slot table and the pool against the counters: "ok: ..." or "MISMATCH: ...".
+CONSISTENCY = Attribute("consistency", 0o444, format_consistency, None)
