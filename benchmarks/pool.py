@@ -1,9 +1,12 @@
 """Benchmark the pool and the codecs, side by side in one run.
 
 Prints, as medians over --repeat runs: pool malloc+write, read and free rates (objects/s) for the
-per-page sizes of the reference corpus (kernel lzo figures), compression and decompression MB/s per
+per-page sizes of the test corpus (kernel lzo figures, tests/data/), compression and decompression MB/s per
 backend on real pages, the pool's bookkeeping time per page against lzo's compression time per
-page, and the metadata bytes per stored object.
+page, and the metadata bytes per stored object. It takes its pages from the fio matrix's corpus
+tar (`runners.corpus_tar`).
+
+Must not: mount anything, touch a device or need root: it drives the core in this process.
 """
 
 from __future__ import annotations
@@ -11,11 +14,11 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
+from benchmarks.runners import corpus_tar
 from zramd.core import compress
 from zramd.core.device import ZramDevice
 from zramd.core.pool import ZsPool
@@ -26,14 +29,8 @@ VECTORS = ROOT / "tests" / "data" / "complen_corpus64_lzo.txt"
 
 
 def corpus_pages(limit_mb: int) -> list[bytes]:
-    tar = subprocess.Popen(
-        ["tar", "--sort=name", "-cf", "-", "usr/lib/python3.11", "usr/share/doc"],
-        cwd="/", stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    assert tar.stdout is not None
-    data = tar.stdout.read(limit_mb << 20)
-    tar.kill()
-    tar.wait()
+    """The whole pages of the first `limit_mb` MiB of the fio matrix's corpus tar."""
+    data, _ = corpus_tar(limit_mb << 20)
     return [data[i : i + PAGE_SIZE] for i in range(0, len(data) - PAGE_SIZE + 1, PAGE_SIZE)]
 
 

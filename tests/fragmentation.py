@@ -1,7 +1,7 @@
-"""The fragmentation-and-compaction recipe of reference §5, runnable against any zram-like block
-device: write the corpus twice, discard every other page, compact, reset the peak -- recording
-mm_stat and notify_free after each step. Used by tests/t6_clients.py and scripts/compact-demo to
-put zramd's figures beside the kernel's.
+"""A fragmentation-and-compaction recipe, runnable against any zram-like block device: write
+the corpus twice, discard every other page, compact, reset the peak -- recording mm_stat and
+notify_free after each step. Used by tests/t6_clients.py and scripts/compact-demo to put
+zramd's figures beside the kernel's.
 """
 
 from __future__ import annotations

@@ -13,7 +13,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from benchmarks.fio_matrix import kernel_unavailable
+
+from benchmarks.runners import kernel_unavailable
 
 SYSFS = Path("/sys/block/zram0")
 

@@ -128,7 +128,7 @@ def run_storm(
                 if time.monotonic() - started > bound:
                     raise StormHang(f"swap storm {seed} did not finish within {bound:g} s")
                 with contextlib.suppress(OSError, ValueError, IndexError):
-                    peak = max(peak, int((mountpoint / "sys" / "mm_stat").read_text().split()[0]))
+                    peak = max(peak, int((mountpoint / "zram0" / "mm_stat").read_text().split()[0]))
                 time.sleep(0.1)
         finally:
             if proc.poll() is None:

@@ -40,6 +40,7 @@ LAYERS: dict[str, int] = {
     # the host: paths, mounts, processes, attribute directories read from outside
     "zramd.host.rundir": 10,
     "zramd.host.settings": 10,
+    "zramd.host.loop": 10,
     "zramd.host.mounts": 11,
     "zramd.host.processes": 11,
     "zramd.host.sysdir": 11,
@@ -48,21 +49,27 @@ LAYERS: dict[str, int] = {
     "zramd.serve.hardening": 20,
     "zramd.serve.sdnotify": 20,
     "zramd.serve.testing": 20,
-    "zramd.serve.ops": 21,
-    "zramd.serve.daemon": 22,
-    "zramd.serve": 23,
+    "zramd.serve.block": 21,
+    "zramd.serve.ops": 22,
+    "zramd.serve.daemon": 23,
+    "zramd.serve": 24,
     # the command-line side
     "zramd.admin.config_file": 20,
     "zramd.admin.estimate": 20,
+    "zramd.admin.devices": 20,
     "zramd.admin.blockdev": 21,
     "zramd.admin.control": 22,
-    "zramd.admin": 23,
+    "zramd.admin.configured": 23,
+    "zramd.admin": 24,
     # the top
     "zramd.cli": 31,
     "zramd.__main__": 32,
     # developer tools outside the product
-    "benchmarks.fio_matrix": 40,
-    "benchmarks.pool": 40,
+    "benchmarks.runners": 40,
+    "benchmarks.pool": 41,
+    "benchmarks.report": 41,
+    "benchmarks.chart": 42,
+    "benchmarks.fio_matrix": 43,
     "benchmarks": 41,
 }
 THIRD_PARTY_CORE = {"lzo", "lz4"}

@@ -1,25 +1,29 @@
 """Tier 2: the zsmalloc-style pool -- class table, allocation policy, compaction, accounting.
 
-The kernel's own figures are the oracle where we have them: the class table of
-reference §3 and the replay of the per-page sizes the kernel stored for the 64 MiB corpus (§7).
+The kernel is the oracle where we have its figures: the size-class table that mm/zsmalloc.c
+computes (``zs_create_pool``, ``calculate_zspage_chain_size``) for 4 KiB pages, and the replay of
+the per-page sizes the kernel's zram stored for the 64 MiB corpus (tests/data/README.md).
 """
 
 from __future__ import annotations
 
-import os
+import bisect
+import random
+from collections import Counter
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from zramd.core import attrs
 from zramd.core.pool import OBJ_INDEX_BITS, PoolExhausted, ZsPool
-from zramd.core.size_classes import SizeClassTable, chain_length, class_index
+from zramd.core.size_classes import HANDLE_SIZE, SizeClassTable, chain_length, class_index
 from zramd.core.units import PAGE_SIZE
 
 VECTORS = Path(__file__).resolve().parent / "data" / "complen_corpus64_lzo.txt"
+OBJ_INDEX_MASK = (1 << OBJ_INDEX_BITS) - 1
 
 
 class Owners:
@@ -60,7 +64,7 @@ def test_class_table_matches_kernel_counts() -> None:
         (3264, 4, 5), (3632, 8, 9), (4096, 1, 1),
     ],
 )  # fmt: skip
-def test_selected_classes_from_reference(size: int, pages: int, objs: int) -> None:
+def test_selected_classes_match_zsmalloc(size: int, pages: int, objs: int) -> None:
     by_size = {c.size: c for c in SizeClassTable(8).classes}
     assert (by_size[size].pages_per_zspage, by_size[size].objs_per_zspage) == (pages, objs)
 
@@ -100,42 +104,100 @@ def test_chain_length_least_waste() -> None:
 
 
 def test_replay_of_kernel_sizes_gives_kernel_figures() -> None:
+    """Allocate what the kernel's zram allocated for the corpus (S: same-filled, no object; H:
+    huge, a raw 4096-byte object; else the compressed length) and compare the pool's accounting
+    with the kernel's mm_stat for the same pages, and with what the class table implies."""
     pool, owners = make_pool(max_pages=16384)
-    compr = same = huge = 0
+    stored: list[int] = []
     for index, line in enumerate(VECTORS.read_text().split()):
         if line == "S":
-            same += 1
             continue
         size = PAGE_SIZE if line == "H" else int(line)
-        huge += line == "H"
         owners.location[index] = pool.malloc(size, index)
-        compr += size
-    assert pool.pages_allocated == 9473
+        stored.append(size)
+    # The kernel's figures: mem_used_total 38801408 = 9473 pages, huge_pages 2240, and
+    # 16384 - 143 same-filled pages stored as objects.
     assert pool.pages_allocated * PAGE_SIZE == 38801408
-    assert compr == 36757955
-    assert (same, huge) == (143, 2240)
-    assert pool.compact() == 0  # append-only: already dense, as on the kernel
+    rows = pool.class_stats()
+    by_size = {row.size: row for row in rows}
+    assert by_size[PAGE_SIZE].objs_used == 2240
+    assert pool.objects_used == 16384 - 143 == len(stored)
+    # Objects per class: each size goes to the smallest class holding it plus its 8-byte header
+    # (merged classes map to the larger class, so no distinct class lies in between).
+    sizes = [row.size for row in rows]
+    expected = Counter(sizes[bisect.bisect_left(sizes, min(n + HANDLE_SIZE, PAGE_SIZE))] for n in stored)
+    assert {row.size: row.objs_used for row in rows if row.objs_used} == dict(expected)
+    assert sum(row.objs_used * row.size for row in rows) == sum(size * k for size, k in expected.items())
+    # Append-only, so every class is dense: all of its zspages full but the last, and the pages
+    # it holds are the zspages those objects need times the class's chain length.
+    for row in rows:
+        zspages = -(-row.objs_used // row.objs_per_zspage)
+        assert row.objs_allocated == zspages * row.objs_per_zspage, row
+        assert row.pages_used == zspages * row.pages_per_zspage, row
+        assert row.zspages_by_group[-1] == row.objs_used // row.objs_per_zspage, row
+        assert sum(row.zspages_by_group) == zspages, row
+        assert row.freeable == 0, row
+    assert sum(row.pages_used for row in rows) == pool.pages_allocated
+    assert pool.compact() == 0  # already dense, as on the kernel
     pool.check_consistency()
 
 
 # ---------------------------------------------------------------------------- allocation policy
 
 
+def payload_pieces(pool: ZsPool, location: int, n: int) -> list[tuple[int, int, int]]:
+    """Where the first `n` payload bytes of the object at `location` lie, as zsmalloc lays them
+    out: object i of a class of s bytes starts s * i bytes into its zspage's chain of frames,
+    its payload 8 bytes later (at once for the header-less 4096-byte class), continuing at the
+    start of the chain's next frame. Returns (frame, offset in frame, bytes) per piece."""
+    zspage, index = location >> OBJ_INDEX_BITS, location & OBJ_INDEX_MASK
+    size = pool.object_class_size(location)
+    start = index * size + (0 if size == PAGE_SIZE else HANDLE_SIZE)
+    pieces = []
+    while n:
+        k, offset = divmod(start, PAGE_SIZE)
+        take = min(n, PAGE_SIZE - offset)
+        pieces.append((pool._zs_frames[zspage * pool.chain + k], offset, take))
+        start += take
+        n -= take
+    return pieces
+
+
 def test_write_read_round_trip_including_straddling_objects() -> None:
     pool, owners = make_pool()
+    # Scatter the free frames first: 64 one-frame zspages, every other one freed, so the chains
+    # built next take frames 62, 60, ... from the free stack and their frames are not adjacent
+    # in the arena (a copy that ignored the frame boundary would land in the wrong frame).
+    huge = [pool.malloc(PAGE_SIZE, 10_000 + n) for n in range(64)]
+    for loc in huge[::2]:
+        pool.free(loc)
+    rnd = random.Random(2)
     blobs = {}
     for owner, size in enumerate([1, 24, 100, 1500, 2041, 2700, 3000, 3624, 4096] * 20):
-        data = os.urandom(size)
+        data = rnd.randbytes(size)
         loc = pool.malloc(size, owner)
         pool.write(loc, data)
         owners.location[owner] = loc
         blobs[owner] = data
+    straddling: dict[int, list[int]] = {}  # class size -> owners whose payload spans two frames
+    apart = 0
     for owner, data in blobs.items():
-        assert pool.read(owners.location[owner], len(data)) == data
-        assert pool.owner(owners.location[owner]) == owner
-    # Some of these objects do cross a frame boundary (2176-byte class: object 1 at 2176..4352).
-    straddling = [loc for loc in owners.location.values() if pool.object_class_size(loc) == 2176]
-    assert any((loc & ((1 << OBJ_INDEX_BITS) - 1)) % 15 in (1, 3, 5) for loc in straddling)
+        loc = owners.location[owner]
+        assert pool.read(loc, len(data)) == data
+        assert pool.owner(loc) == owner
+        pieces = payload_pieces(pool, loc, len(data))
+        got = b"".join(pool._arena[f * PAGE_SIZE + o : f * PAGE_SIZE + o + k] for f, o, k in pieces)
+        assert got == data, f"owner {owner}: bytes not where zsmalloc's layout puts them"
+        if len(pieces) > 1:
+            assert len(pieces) == 2
+            straddling.setdefault(pool.object_class_size(loc), []).append(owner)
+            apart += pieces[1][0] != pieces[0][0] + 1
+    # Every class here whose size does not divide the page has objects across a frame boundary
+    # within its first 20 objects; the 32-, 112- and 4096-byte classes never straddle.
+    assert set(straddling) == {pool.table.lookup(n).size for n in (1500, 2041, 2700, 3000, 3624)}
+    assert all(len(owners_of) >= 2 for owners_of in straddling.values()), straddling
+    assert apart > 0, "no straddling object had its two frames apart in the arena"
+    assert set(pool.check_consistency().values()) == set(blobs) | {10_000 + n for n in range(1, 64, 2)}
 
 
 def test_freed_objects_are_reused_last_in_first_out() -> None:
@@ -209,9 +271,10 @@ def test_bad_sizes_are_refused(size: int) -> None:
 def test_compaction_frees_pages_and_keeps_every_object_readable() -> None:
     pool, owners = make_pool(max_pages=8192)
     data = {}
+    rnd = random.Random(3)
     for owner in range(2000):
         size = 200 + owner % 1800
-        blob = os.urandom(size)
+        blob = rnd.randbytes(size)
         loc = pool.malloc(size, owner)
         pool.write(loc, blob)
         owners.location[owner] = loc
@@ -292,10 +355,10 @@ def test_metadata_is_small_per_object() -> None:
 class PoolMachine(RuleBasedStateMachine):
     """Random malloc / free / compact sequences against a dict of the expected contents."""
 
-    @initialize(chain=st.sampled_from([4, 8, 16]))
-    def setup(self, chain: int) -> None:
+    @initialize(chain=st.sampled_from([4, 8, 16]), max_pages=st.sampled_from([24, 64, 600]))
+    def setup(self, chain: int, max_pages: int) -> None:
         self.owners = Owners()
-        self.pool = ZsPool(600, chain, relocate=self.owners.relocate)
+        self.pool = ZsPool(max_pages, chain, relocate=self.owners.relocate)
         self.contents: dict[int, bytes] = {}
         self.next_owner = 0
 
@@ -306,9 +369,21 @@ class PoolMachine(RuleBasedStateMachine):
         owner = self.next_owner
         self.next_owner += 1
         data = (fill * (size // len(fill) + 1))[:size]
+        pages_before, objects_before = self.pool.pages_allocated, self.pool.objects_used
         try:
             loc = self.pool.malloc(size, owner)
         except PoolExhausted:
+            # Only a new zspage can exhaust the pool: the class has no free object, and the
+            # zspage's frames do not fit beside the ones in use. Nothing may have changed.
+            event("malloc: pool exhausted")
+            cls = self.pool.table.lookup(size)
+            row = next(row for row in self.pool.class_stats() if row.size == cls.size)
+            assert row.objs_used == row.objs_allocated, f"exhausted with free objects: {row}"
+            assert self.pool.pages_allocated + cls.pages_per_zspage > self.pool.max_pages, (
+                f"PoolExhausted with {self.pool.pages_allocated} of {self.pool.max_pages} pages in use "
+                f"and {cls.pages_per_zspage} needed"
+            )
+            assert (self.pool.pages_allocated, self.pool.objects_used) == (pages_before, objects_before)
             return
         self.pool.write(loc, data)
         self.owners.location[owner] = loc

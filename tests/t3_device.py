@@ -1,10 +1,11 @@
 """Tier 3: the device core (`zramd.core.device.ZramDevice`) without FUSE.
 
-The oracle is reference §1-§2 (zram's setup state machine, write path, counters, discard and
-mem_limit semantics) and, for contents, a plain bytearray: the device must read back exactly what
-was written, page by page and byte by byte, and its counters must equal what the kernel's rules
-give for that content (same-filled pages, compressed lengths from the selected backend, 4096 per
-huge page).
+The oracle is the kernel's drivers/block/zram/zram_drv.c (the setup state machine of
+``disksize_store``/``reset_store``, the write path of ``zram_write_page``, the counters, discard
+and ``mem_limit`` semantics; docs/design.md, "One page, written", follows the same steps) and,
+for contents, a plain bytearray: the device must read back exactly what was written, page by
+page and byte by byte, and its counters must equal what the kernel's rules give for that content
+(same-filled pages, compressed lengths from the selected backend, 4096 per huge page).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from zramd.core.size_classes import SizeClassTable
 from zramd.core.units import PAGE_SIZE
 
 PAGE = PAGE_SIZE
-HUGE_CLASS_SIZE = 3625  # reference §3: comp_len at or above this is stored raw
+HUGE_CLASS_SIZE = 3625  # mm/zsmalloc.c's zs_huge_class_size() at chain 8: comp_len >= this is stored raw
 CLASSES = SizeClassTable(8)
 
 # ---------------------------------------------------------------------------- page makers
@@ -130,7 +131,7 @@ def make_device(pages: int = 64, algo: str | None = None) -> ZramDevice:
 def dev() -> Iterator[ZramDevice]:
     device = make_device(64)
     yield device
-    device.reset_for_exit()
+    device.reset()
 
 
 def pages_of(dev: ZramDevice, first: int, count: int = 1) -> bytes:
@@ -279,27 +280,17 @@ def test_reset_returns_to_uninitialised_defaults() -> None:
     dev.reset()
 
 
-def test_reset_refused_while_open_changes_nothing(dev: ZramDevice) -> None:
+def test_reset_frees_everything_and_returns_to_the_defaults(dev: ZramDevice) -> None:
+    """The device's half of the kernel's reset; whether the block device is in use (EBUSY) is
+    the front end's to decide, so the device itself never refuses."""
     dev.write(0, text_page(0))
     dev.write(PAGE, random_bytes(1))
     dev.set_mem_limit(40 * PAGE)
-    dev.open_disk()
-    dev.open_disk()
-    dev.close_disk()
-    def state() -> tuple[object, ...]:
-        stat = dev.statistics()
-        return stat.mm, stat.io, dev.disksize, dev.comp_algorithm, pages_of(dev, 0, 64)
-
-    before = state()
-    with pytest.raises(DeviceBusy):
-        dev.reset()
-    after = state()
-    assert after == before
-    dev.check_invariants()
-    dev.close_disk()
     dev.reset()
     assert not dev.initialized
     assert dev.statistics().mm == ZERO_MM
+    assert dev.comp_algorithm == "lzo" and dev.mem_limit_pages == 0
+    assert dev.pool is None
 
 
 def test_reset_of_uninitialised_device_clears_mem_limit() -> None:
@@ -307,23 +298,6 @@ def test_reset_of_uninitialised_device_clears_mem_limit() -> None:
     dev.set_mem_limit(PAGE)
     dev.reset()
     assert dev.statistics().mm == ZERO_MM
-
-
-def test_reset_refused_while_open_even_uninitialised() -> None:
-    dev = ZramDevice()
-    dev.open_disk()
-    with pytest.raises(DeviceBusy):
-        dev.reset()
-    dev.close_disk()
-    dev.reset()
-
-
-def test_reset_for_exit_ignores_openers(dev: ZramDevice) -> None:
-    dev.write(0, random_bytes(0))
-    dev.open_disk()
-    dev.reset_for_exit()
-    assert not dev.initialized
-    assert dev.openers == 0
 
 
 def test_compact_needs_initialised_device() -> None:
@@ -515,7 +489,7 @@ def test_huge_threshold_is_3625(algo: str, comp_len: int, huge: bool) -> None:
 
 
 def test_huge_threshold_follows_the_chain_size() -> None:
-    dev = ZramDevice(chain_size=4)  # reference §3: huge_class_size 3257 with chain 4
+    dev = ZramDevice(chain_size=4)  # mm/zsmalloc.c, CONFIG_ZSMALLOC_CHAIN_SIZE=4: huge_class_size 3257
     dev.set_disksize(4 * PAGE)
     below, at = page_with_complen(3256, 3256), page_with_complen(3257, 3257)
     dev.write(0, below)
@@ -561,7 +535,8 @@ def test_overwrite_frees_the_old_object(dev: ZramDevice) -> None:
 
 
 def test_overwrite_peak_3_plus_5_pages(dev: ZramDevice) -> None:
-    """Reference §2 step 6: the new object is allocated before the old one is freed."""
+    """zram_write_page (drivers/block/zram/zram_drv.c) allocates the new object before it frees
+    the old one (docs/design.md, "One page, written", step 6)."""
     small = page_in_class(1536)  # 3-page zspages
     big = page_in_class(2560)  # 5-page zspages
     dev.write(0, small)
@@ -765,7 +740,7 @@ def checked() -> Iterator[Checked]:
     c.write(7 * PAGE, bytes(PAGE))
     c.verify()
     yield c
-    c.dev.reset_for_exit()
+    c.dev.reset()
 
 
 @pytest.mark.parametrize(
@@ -1322,7 +1297,7 @@ class DeviceMachine(RuleBasedStateMachine):
 
     def teardown(self) -> None:
         if hasattr(self, "dev"):
-            self.dev.reset_for_exit()
+            self.dev.reset()
 
 
 TestDeviceMachine = DeviceMachine.TestCase

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 import subprocess
 import sys
 from pathlib import Path
@@ -54,11 +55,10 @@ def test_missing_image_is_one_clear_error() -> None:
 
 def test_estimate_matches_the_kernels_rules_on_a_mixed_image(tmp_path: Path) -> None:
     # 4 zero pages, 3 word-filled pages, 2 random pages, 1 text page, 1 partial page at the end.
-    import os
-
-    text = (Path(sys.modules["zramd"].__file__ or "").read_bytes() * 8)[:4096]
+    text = (Path(estimate_image.__code__.co_filename).read_bytes() * 2)[:4096]
+    noise = random.Random(11).randbytes(2 * 4096)
     image = tmp_path / "mixed.img"
-    image.write_bytes(bytes(4 * 4096) + b"ABCDEFGH" * 1536 + os.urandom(2 * 4096) + text + b"tail" * 100)
+    image.write_bytes(bytes(4 * 4096) + b"ABCDEFGH" * 1536 + noise + text + b"tail" * 100)
     stat = estimate_image(str(image), "lzo").mm_stat
     assert stat.orig_data_size == 11 * 4096
     assert stat.same_pages == 7

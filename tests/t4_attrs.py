@@ -307,11 +307,16 @@ def test_uninitialised_formats(mounted_sys: Path) -> None:
             assert (kernel / name).read_text() == (mounted_sys / name).read_text(), name
 
 
-def test_reset_refused_while_the_disk_is_open(mounted_sys: Path) -> None:
+@pytest.mark.parametrize("what", ["disk file", "block device"])
+def test_reset_refused_while_the_disk_is_open(mounted_sys: Path, what: str) -> None:
+    """EBUSY while anyone holds the disk file or its block device open, as the kernel refuses
+    while /dev/zramN has an opener; the block device's capacity follows the size at once."""
     (mounted_sys / "reset").write_text("1")
     (mounted_sys / "disksize").write_text("1M")
-    disk = mounted_sys.parent / "disk"
-    fd = os.open(disk, os.O_RDONLY)
+    disk = mounted_sys / "disk"
+    block = (mounted_sys / "block_device").read_text().strip()
+    assert block_size(block) == MiB  # when the disksize write returned
+    fd = os.open(disk if what == "disk file" else block, os.O_RDONLY)
     try:
         with pytest.raises(OSError) as refused:
             (mounted_sys / "reset").write_text("1")
@@ -321,9 +326,17 @@ def test_reset_refused_while_the_disk_is_open(mounted_sys: Path) -> None:
         os.close(fd)
     (mounted_sys / "reset").write_text("1")
     assert (mounted_sys / "initstate").read_text() == "0\n"
-    assert os.stat(disk).st_size == 0
+    assert os.stat(disk).st_size == 0 and block_size(block) == 0
     (mounted_sys / "disksize").write_text("2M")
-    assert os.stat(disk).st_size == 2 * MiB  # the new size is visible at once
+    assert os.stat(disk).st_size == 2 * MiB and block_size(block) == 2 * MiB  # visible at once
+
+
+def block_size(block: str) -> int:
+    fd = os.open(block, os.O_RDONLY)
+    try:
+        return os.lseek(fd, 0, os.SEEK_END)
+    finally:
+        os.close(fd)
 
 
 def test_kernel_refuses_reset_while_open_too(kernel_sys: Path) -> None:

@@ -16,7 +16,7 @@ import pytest
 
 from tests.fragmentation import STEPS, format_rows, run_recipe
 from tests.kernel_zram import kernel_zram
-from tests.mount_util import Mount, loop_device, mounted, zramd_mount
+from tests.mount_util import Mount, block_device, mounted, zramd_mount
 
 MiB = 1 << 20
 
@@ -81,7 +81,7 @@ def test_mkfs_copy_fsck_remount(tmp_path: Path) -> None:
     source = Path("/usr/lib/python3.11/email")
     if not source.is_dir():
         source = Path(subprocess.__file__).parent / "email"
-    with zramd_mount(tmp_path / "m", "--size", "256M") as mount, loop_device(mount.disk) as loop:
+    with zramd_mount(tmp_path / "m", "--size", "256M") as mount, block_device(mount) as loop:
         subprocess.run(["mkfs.ext4", "-q", "-F", loop], check=True, capture_output=True)
         with mounted(loop, tmp_path / "fs") as fs:
             shutil.copytree(source, fs / "tree")
@@ -127,7 +127,7 @@ def test_same_image_on_zramd_and_the_kernels_zram(tmp_path: Path, corpus64: Path
 
 
 def test_blkdiscard_frees_everything(tmp_path: Path, corpus64: Path) -> None:
-    with zramd_mount(tmp_path / "m", "--size", "128M") as mount, loop_device(mount.disk) as loop:
+    with zramd_mount(tmp_path / "m", "--size", "128M") as mount, block_device(mount) as loop:
         subprocess.run(
             ["dd", f"if={corpus64}", f"of={loop}", "bs=1M", "oflag=direct", "status=none"], check=True
         )
@@ -168,7 +168,7 @@ def test_deleted_files_give_memory_back(tmp_path: Path, how: str) -> None:
     """Write 64 MiB of files, delete them, sync: the data's pages are freed and only the
     filesystem's metadata (superblocks, bitmaps, inode tables in use, the journal) stays; a
     second round of the same lands at the same level, so nothing accumulates."""
-    with zramd_mount(tmp_path / "m", "--size", "256M") as mount, loop_device(mount.disk) as loop:
+    with zramd_mount(tmp_path / "m", "--size", "256M") as mount, block_device(mount) as loop:
         subprocess.run(["mkfs.ext4", "-q", "-F", "-E", "nodiscard", loop], check=True, capture_output=True)
         options = ["-o", "discard"] if how == "mount -o discard" else []
         levels = []
@@ -206,7 +206,7 @@ def _segment_jobs(device: str, segments: list[int], verify_only: bool) -> str:
 
 def test_fio_verify_around_discarded_holes(tmp_path: Path) -> None:
     jobfile = tmp_path / "segments.fio"
-    with zramd_mount(tmp_path / "m", "--size", "64M") as mount, loop_device(mount.disk) as loop:
+    with zramd_mount(tmp_path / "m", "--size", "64M") as mount, block_device(mount) as loop:
         jobfile.write_text(_segment_jobs(loop, list(range(64)), verify_only=False))
         fio(str(jobfile))
         holes = list(range(3, 64, 4))  # whole segments discarded through the block device
@@ -242,13 +242,13 @@ def _read(f: BinaryIO, offset: int, size: int) -> bytes:
 
 
 def test_fragmentation_and_compaction_side_by_side_with_the_kernel(tmp_path: Path, corpus64: Path) -> None:
-    """Reference §5's recipe (lz4, the corpus twice, every other page discarded, compact): zramd's
-    pool frees and compacts like the kernel's zsmalloc, step by step."""
+    """The recipe of tests/fragmentation.py (lz4, the corpus twice, every other page discarded,
+    compact): zramd's pool frees and compacts like the kernel's zsmalloc, step by step."""
     with kernel_zram("lz4", "128M") as zram:
         kernel = run_recipe(str(zram.dev), zram.sysfs, corpus64)
     with (
         zramd_mount(tmp_path / "m", "--size", "128M", "--algorithm", "lz4") as mount,
-        loop_device(mount.disk) as loop,
+        block_device(mount) as loop,
     ):
         ours = run_recipe(loop, mount.sys, corpus64)
     print(format_rows("kernel zram0", kernel))

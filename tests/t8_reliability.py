@@ -387,12 +387,12 @@ def test_allow_other_still_enforces_permissions(open_dir: Path) -> None:
 def test_bad_config_is_one_clear_line(tmp_path: Path) -> None:
     conf = tmp_path / "zramd.conf"
     conf.write_text("[zram0]\nzram-size = ram / 0\n")
-    result = zramd("run", "--config", str(conf), "--device", "zram0", check=False)
+    result = zramd("up", "--config", str(conf), "--device", "zram0", check=False)
     assert result.returncode == 1
     assert result.stderr.count("\n") == 1
     assert "zram-size" in result.stderr and ":2:" in result.stderr
     conf.write_text("[zram0]\nzram-size = 512\ncolour = blue\n")
-    result = zramd("run", "--config", str(conf), "--device", "zram0", check=False)
+    result = zramd("up", "--config", str(conf), check=False)
     assert result.returncode == 1
     assert "colour" in result.stderr and ":3:" in result.stderr
 
@@ -401,13 +401,17 @@ def test_bad_config_is_one_clear_line(tmp_path: Path) -> None:
     ("args", "code", "message"),
     [
         (["frobnicate"], 2, "invalid choice"),
-        (["start"], 2, "the following arguments are required: MOUNTPOINT"),
+        (["start"], 2, "the following arguments are required: ROOT"),
+        (["start", "/tmp", "--devices", "-1"], 2, "device count must be 0 to 64"),
+        (["start", "/tmp", "--device", "zram0"], 2, "unrecognized arguments: --device"),
         (["start", "/tmp", "--size", "4X"], 2, "invalid size"),
         (["start", "/tmp", "--size", ""], 2, "invalid size"),
         (["start", "/tmp", "--algorithm", "lzo-rle"], 2, "unknown algorithm"),
-        (["run"], 2, "a MOUNTPOINT is needed"),
-        (["run", "--config", "/nonexistent.conf", "--device", "zram0"], 1, "/nonexistent.conf"),
-        (["run", "--config", "/etc/hostname"], 2, "--config needs --device"),
+        (["run"], 2, "the following arguments are required: ROOT"),
+        (["up", "--config", "/nonexistent.conf", "--device", "zram0"], 1, "/nonexistent.conf"),
+        (["up"], 2, "the following arguments are required: --config"),
+        (["up", "--config", "/dev/null", "--device", "zram9"], 1, "no device 'zram9'"),
+        (["swapon", "/tmp/zram0"], 1, "is not a zramd mount"),
         (["stop", "/proc"], 1, "is not a zramd mount"),
         (["status", "/proc"], 1, "is not a zramd mount"),
         (["swapon", "/proc"], 1, "is not a zramd mount"),

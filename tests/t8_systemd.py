@@ -1,6 +1,7 @@
 """Tier 8: the systemd integration in systemd/ -- the installer, the generator, the unit files'
-ordering and capabilities, `systemd-analyze verify` on the instantiated units, and the daemon run
-exactly as zramd@.service runs it (argv[0] "@zramd", its capability bounding set, sd_notify).
+ordering and capabilities, `systemd-analyze verify` on the units, and the daemon run exactly as
+zramd.service runs it (argv[0] "@zramd", its capability bounding set, sd_notify), with the setup
+units' `zramd up` / `zramd down` against it.
 
 Everything is installed into temporary directories, against a throwaway "venv" of symlinks to
 the real one, so the test never touches /etc, systemd or the project's .venv. No test needs
@@ -22,6 +23,8 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,11 +33,14 @@ from types import ModuleType
 import pytest
 
 from tests.mount_util import force_cleanup, fuse_unavailable
-from zramd.host.mounts import loop_devices_for, mount_entry
+from zramd.host.loop import bound_under
+from zramd.host.mounts import mount_entry
+from zramd.host.rundir import DEFAULT_ROOT, block_link_dir, logfile_for
 
 REPO = Path(__file__).resolve().parent.parent
 SYSTEMD = REPO / "systemd"
 CONFIG_IN_UNITS = "/etc/zramd/zramd.conf"
+ROOT_IN_UNITS = str(DEFAULT_ROOT)  # /run/zramd/sys
 
 # A swap device and a file system, with values that are not the defaults.
 SAMPLE = """\
@@ -49,6 +55,7 @@ fs-type = ext4
 mount-point = {mount_point}
 options = noatime
 """
+DAEMON_DESCRIPTION = "zramd compressed RAM disks zram0 (64M, lz4), zram1 (64M, lzo)"  # from the generator
 
 # Settings that run a service in namespaces of its own -- a FUSE mount made in a private mount
 # namespace would be invisible to the rest of the system -- or, like ProtectClock= (a device
@@ -195,7 +202,7 @@ def sample(tmp: Path) -> str:
 
 def test_install_renders_the_templates_and_enables_nothing(installed: Install) -> None:
     assert "nothing enabled" in installed.result.stdout
-    assert sorted(p.name for p in installed.units.iterdir()) == ["zramd-setup@.service", "zramd@.service"]
+    assert sorted(p.name for p in installed.units.iterdir()) == ["zramd-setup@.service", "zramd.service"]
     for unit in installed.units.iterdir():
         assert not re.search(r"@[A-Z_]+@", unit.read_text()), f"{unit.name}: a placeholder is left"
     assert not installed.generators.exists()  # --enable would link the generator there
@@ -232,11 +239,21 @@ def test_install_enable_links_the_generator_and_uninstall_removes_everything(tmp
     assert not (install.bin / "@zramd").exists()
 
 
+def test_install_replaces_the_per_device_daemon_template(tmp_path: Path) -> None:
+    """Earlier versions installed zramd@.service, one daemon per device; it goes on install."""
+    (tmp_path / "units").mkdir()
+    (tmp_path / "units" / "zramd@.service").write_text("[Service]\nExecStart=/bin/true\n")
+    install = run_install(tmp_path)
+    assert install.result.returncode == 0, install.result.stderr
+    assert f"removed {install.units / 'zramd@.service'}" in install.result.stdout
+    assert sorted(p.name for p in install.units.iterdir()) == ["zramd-setup@.service", "zramd.service"]
+
+
 # ------------------------------------------------------------------------------ the unit files
 
 
 def test_daemon_unit(installed: Install) -> None:
-    unit = installed.unit("zramd@.service")
+    unit = installed.unit("zramd.service")
     service = unit["Service"]
     assert one(unit, "Service", "Type") == "notify"
     assert one(unit, "Service", "LimitMEMLOCK") == "infinity"
@@ -250,22 +267,30 @@ def test_daemon_unit(installed: Install) -> None:
     assert one(unit, "Unit", "DefaultDependencies") == "no"
     assert "Conflicts" not in unit["Unit"]
     assert "shutdown.target" not in words(unit, "Unit", "Before")
-    assert one(unit, "Service", "Slice") == "system.slice"  # not system-zramd.slice
+    assert one(unit, "Service", "Slice") == "system.slice"
+    # It mounts FUSE and attaches a loop device per device; the setup units attach none.
+    assert set(words(unit, "Unit", "Wants")) == {"modprobe@fuse.service", "modprobe@loop.service"}
+    assert {"modprobe@fuse.service", "modprobe@loop.service"} <= set(words(unit, "Unit", "After"))
     # No private mount namespace: the FUSE mount must be everyone's.
     assert not NAMESPACE_SETTINGS & set(service), NAMESPACE_SETTINGS & set(service)
     # argv[0] "@zramd": spared by systemd-shutdown's killing spree.
     command = shlex.split(one(unit, "Service", "ExecStart"))
     assert command[0] == f"@{installed.bin / '@zramd'}"
-    assert command[1:] == ["@zramd", "-m", "zramd", "run", "--config", CONFIG_IN_UNITS, "--device", "%i"]
+    # One daemon on the default root, starting with no devices: the setup units hot_add them.
+    assert command[1:] == ["@zramd", "-m", "zramd", "run", ROOT_IN_UNITS, "--devices", "0"]
     assert one(unit, "Service", "Environment").startswith(f"PATH={installed.bin}:")
+    # zramd mounts only on an existing directory; a failed mkdir is the daemon's to explain.
+    assert shlex.split(one(unit, "Service", "ExecStartPre")) == ["-/bin/mkdir", "-p", ROOT_IN_UNITS]
+    assert "%i" not in (installed.units / "zramd.service").read_text()  # not a template any more
 
 
 def test_setup_unit(installed: Install) -> None:
     unit = installed.unit("zramd-setup@.service")
     assert one(unit, "Service", "Type") == "oneshot"
     assert one(unit, "Service", "RemainAfterExit") == "yes"
-    assert words(unit, "Unit", "BindsTo") == ["zramd@%i.service"]
-    assert "zramd@%i.service" in words(unit, "Unit", "After")  # so it stops before the daemon
+    assert words(unit, "Unit", "BindsTo") == ["zramd.service"]
+    assert words(unit, "Unit", "After") == ["zramd.service"]  # so it stops before the daemon
+    assert "Wants" not in unit["Unit"]  # the daemon attaches the loop devices, not this unit
     assert one(unit, "Unit", "DefaultDependencies") == "no"
     assert "Conflicts" not in unit["Unit"]  # the generator adds it for file systems only
     assert one(unit, "Service", "Slice") == "system.slice"
@@ -285,13 +310,11 @@ def test_generator_swap_and_file_system(installed: Install, tmp_path: Path) -> N
     assert gen.result.stderr == ""
     assert gen.files() == [
         "local-fs.target.wants/zramd-setup@zram1.service",
-        "run-zramd-zram0.mount.d/50-zramd-generator.conf",
-        "run-zramd-zram1.mount.d/50-zramd-generator.conf",
+        "run-zramd-sys.mount.d/50-zramd-generator.conf",
         "swap.target.wants/zramd-setup@zram0.service",
         "zramd-setup@zram0.service.d/50-zramd-generator.conf",
         "zramd-setup@zram1.service.d/50-zramd-generator.conf",
-        "zramd@zram0.service.d/50-zramd-generator.conf",
-        "zramd@zram1.service.d/50-zramd-generator.conf",
+        "zramd.service.d/50-zramd-generator.conf",
     ]
     template = str(installed.units / "zramd-setup@.service")
     assert os.readlink(gen.out / "swap.target.wants" / "zramd-setup@zram0.service") == template
@@ -310,11 +333,11 @@ def test_generator_swap_and_file_system(installed: Install, tmp_path: Path) -> N
     assert "local-fs-pre.target" in words(fs, "Unit", "After")
     assert words(fs, "Unit", "RequiresMountsFor") == [str(tmp_path / "scratch")]
 
-    assert one(gen.dropin("zramd@zram0.service"), "Unit", "Description") == (
-        "zramd compressed RAM disk zram0 (64M, lz4)"
-    )
-    for name in ("zram0", "zram1"):
-        assert gen.dropin(f"run-zramd-{name}.mount") == {"Unit": {"DefaultDependencies": ["no"]}}
+    daemon = gen.dropin("zramd.service")
+    assert one(daemon, "Unit", "Description") == DAEMON_DESCRIPTION  # every device it serves
+    assert one(daemon, "Unit", "SourcePath") == str(tmp_path / "zramd.conf")
+    # The one FUSE mount, /run/zramd/sys: PID 1 must leave it alone at shutdown.
+    assert gen.dropin("run-zramd-sys.mount") == {"Unit": {"DefaultDependencies": ["no"]}}
 
 
 def test_generator_priority_and_options_pass_through(installed: Install, tmp_path: Path) -> None:
@@ -341,6 +364,13 @@ def test_generator_skips_a_device_it_cannot_hook_up(installed: Install, tmp_path
     assert "[zram1] fs-type ext4 needs a mount-point; no units for this device" in gen.result.stderr
     assert all("zram1" not in f for f in gen.files())
     assert "swap.target.wants/zramd-setup@zram0.service" in gen.files()
+    assert one(gen.dropin("zramd.service"), "Unit", "Description").endswith(" disks zram0 (64M, lzo)")
+    # No device left to hook up: nothing for the daemon either.
+    shutil.rmtree(gen.out)
+    gen = generate(installed, tmp_path, "[zram1]\nfs-type = ext4\n")
+    assert gen.result.returncode == 0
+    assert "[zram1] fs-type ext4 needs a mount-point" in gen.result.stderr
+    assert not gen.out.exists()
 
 
 def test_generator_without_config_or_in_the_initrd_does_nothing(installed: Install, tmp_path: Path) -> None:
@@ -393,7 +423,7 @@ def test_generator_logs_to_kmsg_under_systemd(
     ), kmsg.read_text()
 
 
-@pytest.mark.parametrize("path", ["/run/zramd/zram0", "/var/a-b/.c d/ü", "/", "//x//y/", "/.hidden"])
+@pytest.mark.parametrize("path", [ROOT_IN_UNITS, "/var/a-b/.c d/ü", "/", "//x//y/", "/.hidden"])
 def test_mount_unit_names_match_systemd_escape(installed: Install, path: str) -> None:
     if shutil.which("systemd-escape") is None:
         pytest.skip("systemd-escape is not installed")
@@ -436,18 +466,13 @@ def verify(
     )
 
 
-INSTANCES = [
-    "zramd@zram0.service",
-    "zramd-setup@zram0.service",
-    "zramd@zram1.service",
-    "zramd-setup@zram1.service",
-]
+INSTANCES = ["zramd.service", "zramd-setup@zram0.service", "zramd-setup@zram1.service"]
 
 
 def test_systemd_analyze_verify(analyze: str, installed: Install, tmp_path: Path) -> None:
     gen = generate(installed, tmp_path, sample(tmp_path))
     assert gen.result.returncode == 0
-    # The instances, and the early-boot transaction the generator puts them in: no warnings, no
+    # The units, and the early-boot transaction the generator puts them in: no warnings, no
     # ordering cycles (verify reports those on stderr but still exits 0).
     for units in (INSTANCES, ["swap.target", "local-fs.target", "sysinit.target"]):
         result = verify(analyze, installed, gen.out, *units)
@@ -456,16 +481,16 @@ def test_systemd_analyze_verify(analyze: str, installed: Install, tmp_path: Path
 
 def test_systemd_analyze_verify_is_not_vacuous(analyze: str, installed: Install, tmp_path: Path) -> None:
     gen = generate(installed, tmp_path, sample(tmp_path))
-    cycle = gen.out / "zramd@zram0.service.d" / "cycle.conf"
+    cycle = gen.out / "zramd.service.d" / "cycle.conf"
     cycle.write_text("[Unit]\nAfter=swap.target\n")  # the daemon after swap.target: a cycle
     result = verify(analyze, installed, gen.out, "swap.target")
     assert "Found ordering cycle" in result.stderr
     cycle.unlink()
     bad = tmp_path / "bad"
     bad.mkdir()
-    text = (installed.units / "zramd@.service").read_text().replace(str(installed.bin), "/nonexistent")
-    (bad / "zramd@.service").write_text(text)
-    result = verify(analyze, installed, bad, "zramd@zram0.service")
+    text = (installed.units / "zramd.service").read_text().replace(str(installed.bin), "/nonexistent")
+    (bad / "zramd.service").write_text(text)
+    result = verify(analyze, installed, bad, "zramd.service")
     assert result.returncode != 0
     assert "/nonexistent/@zramd" in result.stderr
 
@@ -497,17 +522,20 @@ def test_effective_dependencies(analyze: str, installed: Install, tmp_path: Path
     def values(unit: str, key: str) -> set[str]:
         return {v for k, v in units[unit] if k == key}
 
+    daemon = "zramd.service"
+    assert values(daemon, "Conflicts") == set()
+    assert "shutdown.target" not in values(daemon, "Before")
+    assert values(daemon, "Slice") == {"system.slice"}
+    assert values(daemon, "DefaultDependencies") == {"no"}
+    assert values(daemon, "CapabilityBoundingSet") == {"cap_ipc_lock cap_sys_admin cap_sys_resource"}
+    assert values(daemon, "OOMScoreAdjust") == {"-1000"}
+    assert values(daemon, "LimitMEMLOCK") == {str(2**64 - 1)}  # infinity
+    for setting in ("PrivateTmp", "PrivateDevices", "ProtectSystem", "ProtectHome", "MountAPIVFS"):
+        assert values(daemon, setting) == {"no"}, setting
+    assert {"modprobe@fuse.service", "modprobe@loop.service"} <= values(daemon, "Wants")
+    # The generator's description, naming both devices, replaces the unit's.
+    assert values(daemon, "Description") == {DAEMON_DESCRIPTION}
     for device in ("zram0", "zram1"):
-        daemon = f"zramd@{device}.service"
-        assert values(daemon, "Conflicts") == set()
-        assert "shutdown.target" not in values(daemon, "Before")
-        assert values(daemon, "Slice") == {"system.slice"}
-        assert values(daemon, "DefaultDependencies") == {"no"}
-        assert values(daemon, "CapabilityBoundingSet") == {"cap_ipc_lock cap_sys_admin cap_sys_resource"}
-        assert values(daemon, "OOMScoreAdjust") == {"-1000"}
-        assert values(daemon, "LimitMEMLOCK") == {str(2**64 - 1)}  # infinity
-        for setting in ("PrivateTmp", "PrivateDevices", "ProtectSystem", "ProtectHome", "MountAPIVFS"):
-            assert values(daemon, setting) == {"no"}, setting
         setup = f"zramd-setup@{device}.service"
         assert values(setup, "BindsTo") == {daemon}
         assert daemon in values(setup, "After")
@@ -521,18 +549,26 @@ def test_effective_dependencies(analyze: str, installed: Install, tmp_path: Path
 # ------------------------------------------------------------------------------ run as the units do
 
 
-def loops_of(mountpoint: Path) -> list[str]:
-    return loop_devices_for(str(mountpoint / "disk"))
-
-
-def argv_of(unit: Unit, key: str, device: str, config: Path, mountpoint: Path) -> tuple[str, list[str]]:
-    """The executable and argv of a unit's Exec line for `device`, reading `config` and using
-    `mountpoint` instead of /run/zramd/DEVICE (so the test cannot collide with a real device)."""
+def command(unit: Unit, key: str, config: Path, root: Path, device: str = "") -> tuple[str, list[str]]:
+    """The executable and argv of a unit's Exec line (for instance `device`). It reads `config`
+    instead of /etc/zramd/zramd.conf and uses `root` instead of /run/zramd/sys -- the daemon's
+    ROOT argument, and `--root ROOT` for `zramd up` / `zramd down` -- so the test cannot collide
+    with the real devices."""
     tokens = [w.replace("%i", device) for w in shlex.split(one(unit, "Service", key))]
-    tokens = [str(config) if w == CONFIG_IN_UNITS else w for w in tokens]
-    if tokens[0].startswith("@"):  # "@" prefix: the next word is argv[0]
-        return tokens[0][1:], [*tokens[1:], str(mountpoint)]
-    return tokens[0], [*tokens, str(mountpoint)]
+    tokens = [{CONFIG_IN_UNITS: str(config), ROOT_IN_UNITS: str(root)}.get(w, w) for w in tokens]
+    executable = tokens[0].removeprefix("-")  # "-" prefix: a failure is ignored
+    if executable.startswith("@"):  # "@" prefix: the next word is argv[0]
+        return executable[1:], tokens[1:]
+    argv = [executable, *tokens[1:]]
+    if argv[1:2] in (["up"], ["down"]):
+        assert "--root" not in argv
+        argv += ["--root", str(root)]
+    return executable, argv
+
+
+def swap_priorities() -> dict[str, str]:
+    """/proc/swaps: each active swap area's priority."""
+    return {line.split()[0]: line.split()[-1] for line in Path("/proc/swaps").read_text().splitlines()[1:]}
 
 
 def bounded(unit: Unit) -> tuple[int, Callable[[], None]]:
@@ -593,63 +629,94 @@ def test_python_finds_its_venv_only_through_the_at_zramd_link(installed: Install
 def test_daemon_and_setup_run_as_their_units_do(
     installed: Install, tmp_path: Path, notify_socket: tuple[socket.socket, str]
 ) -> None:
+    """zramd.service's commands, then zramd-setup@zram0 (swap) and zramd-setup@zram1 (ext4)
+    started and stopped against it, then the daemon stopped as `systemctl stop` does."""
     reason = fuse_unavailable()
     if reason:
         pytest.skip(reason)
-    for tool in ("losetup", "mkswap", "swapon", "mkfs.ext4"):
+    for tool in ("mkswap", "swapon", "mkfs.ext4"):
         if shutil.which(tool) is None:
             pytest.skip(f"{tool} is not installed")
     config = tmp_path / "zramd.conf"
     config.write_text(sample(tmp_path))
-    daemon_unit, setup_unit = installed.unit("zramd@.service"), installed.unit("zramd-setup@.service")
+    scratch = tmp_path / "scratch"
+    root = tmp_path / "sys"  # stands for /run/zramd/sys
+    daemon_unit, setup_unit = installed.unit("zramd.service"), installed.unit("zramd-setup@.service")
     daemon_mask, daemon_drop = bounded(daemon_unit)
     _, setup_drop = bounded(setup_unit)
     sock, address = notify_socket
     key, value = one(daemon_unit, "Service", "Environment").split("=", 1)
     env = {key: value, "NOTIFY_SOCKET": address}
-    daemons: dict[str, subprocess.Popen[bytes]] = {}
-    mountpoints = {device: tmp_path / device for device in ("zram0", "zram1")}
+
+    def setup(key: str, device: str) -> None:
+        exe, argv = command(setup_unit, key, config, root, device)
+        done = subprocess.run(
+            argv, executable=exe, preexec_fn=setup_drop, capture_output=True, text=True,
+            timeout=120, check=False,
+        )  # fmt: skip
+        assert done.returncode == 0, f"zramd-setup@{device} {key}: {done.stderr}"
+
+    proc: subprocess.Popen[bytes] | None = None
+    log = tmp_path / "daemon.log"  # its stderr, which systemd would send to the journal
     try:
-        for device, mountpoint in mountpoints.items():
-            mountpoint.mkdir()
-            exe, argv = argv_of(daemon_unit, "ExecStart", device, config, mountpoint)
-            daemons[device] = proc = subprocess.Popen(
-                argv, executable=exe, env=env, preexec_fn=daemon_drop, cwd="/"
+        exe, argv = command(daemon_unit, "ExecStartPre", config, root)
+        subprocess.run(argv, executable=exe, env=env, preexec_fn=daemon_drop, check=True, timeout=60)
+        exe, argv = command(daemon_unit, "ExecStart", config, root)
+        assert argv[-3:] == [str(root), "--devices", "0"]
+        with log.open("wb") as stderr:
+            proc = subprocess.Popen(
+                argv, executable=exe, env=env, preexec_fn=daemon_drop, cwd="/", stderr=stderr
             )
-            message = sock.recv(4096).decode()  # Type=notify
-            assert "READY=1" in message.split("\n"), message
-            assert f"MAINPID={proc.pid}" in message
-            assert Path(f"/proc/{proc.pid}/cmdline").read_bytes().startswith(b"@zramd\0-m\0zramd\0run\0")
-            assert capabilities(proc.pid, "CapBnd") & ~daemon_mask == 0
-            assert "NoNewPrivs:\t1" in Path(f"/proc/{proc.pid}/status").read_text()
-            report = (mountpoint / "sys" / "daemon").read_text()
-            assert "mlockall: MCL_CURRENT|MCL_FUTURE|MCL_ONFAULT" in report  # CAP_IPC_LOCK
-            exe, argv = argv_of(setup_unit, "ExecStart", device, config, mountpoint)
-            up = subprocess.run(
-                argv, executable=exe, preexec_fn=setup_drop, capture_output=True, text=True, check=False
-            )
-            assert up.returncode == 0, up.stderr
+        message = sock.recv(4096).decode()  # Type=notify
+        assert "READY=1" in message.split("\n"), message
+        assert f"MAINPID={proc.pid}" in message
+        assert Path(f"/proc/{proc.pid}/cmdline").read_bytes().startswith(b"@zramd\0-m\0zramd\0run\0")
+        assert capabilities(proc.pid, "CapBnd") & ~daemon_mask == 0
+        assert "NoNewPrivs:\t1" in Path(f"/proc/{proc.pid}/status").read_text()
+        report = (root / "zram-control" / "daemon").read_text()
+        assert "mlockall: MCL_CURRENT|MCL_FUTURE|MCL_ONFAULT" in report  # CAP_IPC_LOCK
+        assert "devices: none" in report  # the setup units create them
 
-        swaps = Path("/proc/swaps").read_text().splitlines()[1:]
-        loops = [line.split() for line in swaps if line.split()[0] in loops_of(mountpoints["zram0"])]
-        assert len(loops) == 1 and loops[0][-1] == "42", swaps  # the configured priority
-        scratch = mount_entry(str(tmp_path / "scratch"))
-        assert scratch is not None and scratch.fstype == "ext4"
+        for device in ("zram0", "zram1"):
+            setup("ExecStart", device)
+        blocks = {name: (root / name / "block_device").read_text().strip() for name in ("zram0", "zram1")}
+        # The daemon's own loop devices, linked under /dev/zramd/<root's run name>/.
+        assert sorted(loop.path for loop in bound_under(str(root))) == sorted(blocks.values())
+        for device, block in blocks.items():
+            assert os.path.realpath(block_link_dir(str(root)) / device) == block
+        assert (root / "zram0" / "comp_algorithm").read_text().count("[lz4]") == 1
+        assert swap_priorities().get(blocks["zram0"]) == "42", swap_priorities()  # as configured
+        entry = mount_entry(str(scratch))
+        assert entry is not None and (entry.fstype, entry.source) == ("ext4", blocks["zram1"])
 
-        for device, mountpoint in mountpoints.items():
-            exe, argv = argv_of(setup_unit, "ExecStop", device, config, mountpoint)
-            down = subprocess.run(
-                argv, executable=exe, preexec_fn=setup_drop, capture_output=True, text=True, check=False
-            )
-            assert down.returncode == 0, down.stderr
-            daemons[device].send_signal(signal.SIGTERM)  # what systemctl stop sends
-            assert daemons[device].wait(timeout=60) == 0
-            assert mount_entry(str(mountpoint)) is None
-        assert mount_entry(str(tmp_path / "scratch")) is None
-        assert not loops_of(mountpoints["zram0"])
+        # While its block devices are in use the daemon refuses SIGTERM (TimeoutStopSec=infinity).
+        proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 30
+        while "WARNING: SIGTERM refused: " not in log.read_text():
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.05)
+        assert proc.poll() is None
+
+        # `systemctl stop zramd`: the setup units first (they are After= it), then the daemon.
+        for device in ("zram1", "zram0"):
+            setup("ExecStop", device)
+            assert not (root / device).exists()  # reset and hot_remove'd
+        assert proc.poll() is None  # `zramd down --device` leaves the daemon to its unit
+        assert mount_entry(str(scratch)) is None
+        assert not set(blocks.values()) & set(swap_priorities())
+        proc.send_signal(signal.SIGTERM)  # what systemctl stop sends
+        assert proc.wait(timeout=60) == 0, log.read_text()
+        assert mount_entry(str(root)) is None
+        assert bound_under(str(root)) == []
+        assert not block_link_dir(str(root)).exists()
     finally:
-        for device, proc in daemons.items():
+        if proc is not None:  # reap it as soon as it exits: force_cleanup waits for its pid to go
+            threading.Thread(target=proc.wait, daemon=True).start()
+        force_cleanup(root)  # swap, mounts and loop devices under root, the mount, its daemon
+        if proc is not None:
             if proc.poll() is None:
-                force_cleanup(mountpoints[device])
                 proc.kill()
-                proc.wait()
+            proc.wait()
+        if mount_entry(str(scratch)) is not None:
+            subprocess.run(["umount", "-l", str(scratch)], capture_output=True, check=False)
+        logfile_for(str(root)).unlink(missing_ok=True)  # in case `zramd up` had to start a daemon

@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
+from benchmarks import fio_matrix, runners
 from tests.mount_util import fuse_unavailable
-from benchmarks import fio_matrix as bench
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -27,7 +27,7 @@ pytestmark = [
 
 
 def _kernel_state() -> str | None:
-    path = bench.KERNEL_SYSFS / "initstate"
+    path = runners.KERNEL_SYSFS / "initstate"
     return path.read_text().strip() if path.exists() else None
 
 
@@ -61,7 +61,7 @@ def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any],
 def test_quick_json_has_every_cell_and_ratio(quick_run: tuple[dict[str, Any], Path, str]) -> None:
     report, _, _ = quick_run
     assert report["options"]["quick"] is True
-    expected = [cell.name for cell in bench.build_matrix(quick=True)]
+    expected = [cell.name for cell in fio_matrix.build_matrix(quick=True)]
     assert [row["name"] for row in report["cells"]] == expected
     ran = [name for name, target in report["targets"].items() if "skipped" not in target]
     assert {"zramd", "noop"} <= set(ran)
@@ -88,7 +88,7 @@ def test_quick_memory_and_goals(quick_run: tuple[dict[str, Any], Path, str]) -> 
     report, _, stdout = quick_run
     memory = report["memory"]
     assert memory["idle_rss"] > 0
-    assert len(memory["passes"]) == bench.OVERWRITE_PASSES
+    assert len(memory["passes"]) == runners.OVERWRITE_PASSES
     for p in memory["passes"]:
         assert p["rss"] > memory["idle_rss"]
         assert 0 < p["mem_used_total"] <= p["rss"]

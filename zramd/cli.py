@@ -14,20 +14,28 @@ import os
 import sys
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from zramd.core import compress
 from zramd.core.errors import UserError
 from zramd.core.units import SizeError, format_size, parse_size
-from zramd.host.rundir import config_mountpoint
+from zramd.host.rundir import DEFAULT_ROOT
 from zramd.host.settings import ServeConfig
 
 if TYPE_CHECKING:
-    from zramd.admin.config_file import DeviceSection
+    from zramd.admin.devices import DeviceRef
+
+MAX_START_DEVICES = 64
+DEVICE_HELP = "a zramd root (its zram0) or ROOT/zramN"
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse that reports a usage error as one line and exit status 2."""
+    """argparse that reports a usage error as one line and exit status 2, and takes options only
+    by their full names (no ``--device`` for ``--devices``)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         raise UserError(f"{message} (see '{self.prog} --help')", exit_code=2)
@@ -112,45 +120,23 @@ def _default_size() -> int:
     return default_zram_size()
 
 
-def _section(args: argparse.Namespace) -> DeviceSection:
-    from zramd.admin.config_file import load_config
-
-    if not args.device:
-        raise UserError("--config needs --device NAME (a [zramN] section of the file)", exit_code=2)
-    sections = load_config(args.config)
-    if args.device not in sections:
-        raise UserError(
-            f"{args.config}: no device {args.device!r} on this machine "
-            f"(configured: {', '.join(sections) or 'none'}; a size of 0 or host-memory-limit removes one)"
-        )
-    return sections[args.device]
-
-
 def _serve_config(args: argparse.Namespace, ready_fd: int | None = None) -> ServeConfig:
-    if getattr(args, "config", None):
-        section = _section(args)
-        mountpoint = args.mountpoint or str(config_mountpoint(section.name))
-        os.makedirs(mountpoint, exist_ok=True)
-        return ServeConfig(
-            mountpoint=mountpoint,
-            disksize=section.zram_size,
-            algorithm=section.compression_algorithm,
-            mem_limit=section.resident_limit,
-            allow_other=args.allow_other,
-            ready_fd=ready_fd,
-            noop=args.noop,
-        )
-    if not args.mountpoint:
-        raise UserError("a MOUNTPOINT is needed (or --config FILE --device NAME)", exit_code=2)
     return ServeConfig(
         mountpoint=args.mountpoint,
         disksize=args.size if args.size is not None else _default_size(),
         algorithm=args.algorithm,
         mem_limit=args.mem_limit,
+        devices=args.devices,
         allow_other=args.allow_other,
         ready_fd=ready_fd,
         noop=args.noop,
     )
+
+
+def _device(target: str) -> DeviceRef:
+    from zramd.admin.devices import resolve
+
+    return resolve(target)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -183,8 +169,9 @@ def cmd_swapon(args: argparse.Namespace) -> int:
     from zramd.admin import blockdev
 
     _require_root("zramd swapon")
-    loop = blockdev.swapon(args.mountpoint, priority=args.priority, discard=args.discard)
-    print(f"zramd: swap on {loop} ({os.path.abspath(args.mountpoint)}/disk), priority {args.priority}")
+    ref = _device(args.target)
+    block = blockdev.swapon(ref, priority=args.priority, discard=args.discard)
+    print(f"zramd: swap on {block} ({ref.link}), priority {args.priority}")
     return 0
 
 
@@ -192,8 +179,7 @@ def cmd_swapoff(args: argparse.Namespace) -> int:
     from zramd.admin import blockdev
 
     _require_root("zramd swapoff")
-    for loop in blockdev.swapoff(args.mountpoint):
-        print(f"zramd: swapoff {loop}, detached")
+    print(f"zramd: swapoff {blockdev.swapoff(_device(args.target))}")
     return 0
 
 
@@ -201,8 +187,9 @@ def cmd_mkfs(args: argparse.Namespace) -> int:
     from zramd.admin import blockdev
 
     _require_root("zramd mkfs")
-    loop = blockdev.mkfs(args.mountpoint, args.fs, args.mount, args.options)
-    print(f"zramd: {args.fs} on {loop} ({os.path.abspath(args.mountpoint)}/disk) mounted on {args.mount}")
+    ref = _device(args.target)
+    block = blockdev.mkfs(ref, args.fs, args.mount, args.options)
+    print(f"zramd: {args.fs} on {block} ({ref.link}) mounted on {args.mount}")
     return 0
 
 
@@ -218,60 +205,58 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    """Put a configured device to use once its daemon serves: swap or a mounted filesystem."""
-    from zramd.admin import blockdev
+    """Bring the configured devices up: the daemon if needed, each device, swap or a filesystem."""
+    from zramd.admin import configured
 
     _require_root("zramd up")
-    section = _section(args)
-    mountpoint = args.mountpoint or str(config_mountpoint(section.name))
-    options = [o for o in section.options.split(",") if o]
-    if section.fs_type == "swap":
-        loop = blockdev.swapon(mountpoint, priority=section.swap_priority, discard="discard" in options)
-        print(f"zramd: {section.name}: swap on {loop}, priority {section.swap_priority}")
-    else:
-        if not section.mount_point:
-            raise UserError(
-                f"{args.config}: [{section.name}] has fs-type {section.fs_type} but no mount-point"
-            )
-        os.makedirs(section.mount_point, exist_ok=True)
-        loop = blockdev.mkfs(mountpoint, section.fs_type, section.mount_point, section.options)
-        print(f"zramd: {section.name}: {section.fs_type} on {loop} mounted on {section.mount_point}")
+    for line in configured.up(args.config, args.root or str(DEFAULT_ROOT), args.device):
+        print(line)
     return 0
 
 
 def cmd_down(args: argparse.Namespace) -> int:
-    """Undo `zramd up`: swapoff or unmount, and detach the loop device."""
-    from zramd.admin import blockdev
+    """Undo `zramd up`, in reverse."""
+    from zramd.admin import configured
 
     _require_root("zramd down")
-    section = _section(args)
-    mountpoint = args.mountpoint or str(config_mountpoint(section.name))
-    for action in blockdev.release(mountpoint, force=True):
-        print(f"zramd: {section.name}: {action}")
+    for line in configured.down(args.config, args.root or str(DEFAULT_ROOT), args.device):
+        print(line)
     return 0
 
 
-def _add_config_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--config", metavar="FILE", help="a zram-generator style config, e.g. /etc/zramd/zramd.conf"
-    )
-    parser.add_argument("--device", metavar="NAME", help="the [zramN] section to serve (with --config)")
+def _devices(text: str) -> int:
+    try:
+        count = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid device count {text!r}") from None
+    if not 0 <= count <= MAX_START_DEVICES:
+        raise argparse.ArgumentTypeError(f"device count must be 0 to {MAX_START_DEVICES}")
+    return count
 
 
-def _add_device_options(parser: argparse.ArgumentParser, config: bool = False) -> None:
-    if config:
-        parser.add_argument(
-            "mountpoint", nargs="?", metavar="MOUNTPOINT", help="default with --config: /run/zramd/NAME"
-        )
-        _add_config_options(parser)
-    else:
-        parser.add_argument("mountpoint", metavar="MOUNTPOINT", help="an empty directory to mount on")
+def _add_device_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("mountpoint", metavar="ROOT", help="an empty directory to mount on")
     parser.add_argument(
-        "--size", type=_size, default=None, help="disk size, e.g. 512M or 4G (default: min(RAM/2, 4G))"
+        "--size",
+        type=_size,
+        default=None,
+        help="zram0's disk size, e.g. 512M or 4G; 0 leaves it uninitialised (default: min(RAM/2, 4G))",
     )
-    parser.add_argument("--algorithm", type=_algorithm, default=compress.DEFAULT_ALGORITHM, help="lzo or lz4")
     parser.add_argument(
-        "--mem-limit", type=_size, default=0, metavar="SIZE", help="pool memory limit (0: none)"
+        "--algorithm",
+        type=_algorithm,
+        default=compress.DEFAULT_ALGORITHM,
+        help="zram0's algorithm: lzo or lz4",
+    )
+    parser.add_argument(
+        "--mem-limit", type=_size, default=0, metavar="SIZE", help="zram0's pool memory limit (0: none)"
+    )
+    parser.add_argument(
+        "--devices",
+        type=_devices,
+        default=1,
+        metavar="N",
+        help="devices to start with, zram0.. (default 1; 0: none, add them with zram-control/hot_add)",
     )
     parser.add_argument(
         "--allow-other", action="store_true", help="let other users through (file permissions still apply)"
@@ -298,52 +283,60 @@ def build_parser() -> argparse.ArgumentParser:
     est.add_argument("--json", action="store_true", help="print the mm_stat fields as JSON")
     est.set_defaults(func=cmd_estimate)
 
-    start = sub.add_parser("start", help="mount a device in the background; returns once it serves")
+    start = sub.add_parser(
+        "start", help="mount a root with its devices in the background; returns once they serve"
+    )
     _add_device_options(start)
     start.add_argument("--timeout", type=float, default=30, help="seconds to wait for the mount (default 30)")
     start.set_defaults(func=cmd_start)
 
-    run = sub.add_parser("run", help="mount a device and serve it in the foreground (for systemd)")
-    _add_device_options(run, config=True)
+    run = sub.add_parser("run", help="mount a root and serve its devices in the foreground (for systemd)")
+    _add_device_options(run)
     run.add_argument("--ready-fd", type=int, default=None, help=argparse.SUPPRESS)
     run.set_defaults(func=cmd_run)
 
-    stop = sub.add_parser("stop", help="unmount a device and wait for its daemon to exit")
-    stop.add_argument("mountpoint", metavar="MOUNTPOINT")
+    stop = sub.add_parser("stop", help="stop a daemon: release its block devices, detach them, unmount")
+    stop.add_argument("mountpoint", metavar="ROOT")
     stop.add_argument("--timeout", type=float, default=30, help="seconds to wait for the daemon (default 30)")
-    stop.add_argument("--force", action="store_true", help="swapoff first if the disk is active swap")
+    stop.add_argument("--force", action="store_true", help="swapoff first where a device is active swap")
     stop.set_defaults(func=cmd_stop)
 
-    swapon = sub.add_parser("swapon", help="use the disk as swap (loop device, mkswap, swapon)")
-    swapon.add_argument("mountpoint", metavar="MOUNTPOINT")
+    swapon = sub.add_parser("swapon", help="use a device as swap (mkswap and swapon on its block device)")
+    swapon.add_argument("target", metavar="DEVICE", help=DEVICE_HELP)
     swapon.add_argument(
         "--priority", type=int, default=100, help="swap priority (default 100, like zram-generator)"
     )
     swapon.add_argument("--discard", action="store_true", help="free pages as swap releases them")
     swapon.set_defaults(func=cmd_swapon)
 
-    swapoff = sub.add_parser("swapoff", help="stop swapping to the disk and detach its loop device")
-    swapoff.add_argument("mountpoint", metavar="MOUNTPOINT")
+    swapoff = sub.add_parser("swapoff", help="stop swapping to a device")
+    swapoff.add_argument("target", metavar="DEVICE", help=DEVICE_HELP)
     swapoff.set_defaults(func=cmd_swapoff)
 
     for name, func, text in (
-        ("up", cmd_up, "put a configured device to use: swapon, or mkfs and mount"),
-        ("down", cmd_down, "undo 'zramd up': swapoff or unmount, detach the loop device"),
+        ("up", cmd_up, "bring the devices of a config file up: the daemon, each device, swap or mkfs+mount"),
+        ("down", cmd_down, "undo 'zramd up' in reverse: swapoff or umount, reset, remove, stop the daemon"),
     ):
         cmd = sub.add_parser(name, help=text)
-        cmd.add_argument("mountpoint", nargs="?", metavar="MOUNTPOINT", help="default: /run/zramd/NAME")
-        _add_config_options(cmd)
+        cmd.add_argument(
+            "--config",
+            metavar="FILE",
+            required=True,
+            help="a zram-generator style config, e.g. /etc/zramd/zramd.conf",
+        )
+        cmd.add_argument("--device", metavar="NAME", help="only this [zramN] section")
+        cmd.add_argument("--root", metavar="ROOT", help=f"the daemon's mount point (default {DEFAULT_ROOT})")
         cmd.set_defaults(func=func)
 
-    mkfs = sub.add_parser("mkfs", help="make a scratch filesystem on the disk and mount it")
-    mkfs.add_argument("mountpoint", metavar="MOUNTPOINT")
+    mkfs = sub.add_parser("mkfs", help="make a scratch filesystem on a device and mount it")
+    mkfs.add_argument("target", metavar="DEVICE", help=DEVICE_HELP)
     mkfs.add_argument("--fs", default="ext4", help="filesystem type (default ext4)")
     mkfs.add_argument("--mount", required=True, metavar="DIR", help="where to mount the filesystem")
     mkfs.add_argument("--options", default="", help="mount options, e.g. discard")
     mkfs.set_defaults(func=cmd_mkfs)
 
     status = sub.add_parser("status", help="one row per device, like zramctl")
-    status.add_argument("mountpoints", nargs="*", metavar="MOUNTPOINT", help="default: every zramd mount")
+    status.add_argument("mountpoints", nargs="*", metavar="ROOT", help="default: every zramd root")
     status.add_argument("--json", action="store_true", help="machine-readable output")
     status.add_argument("--bytes", action="store_true", help="sizes in bytes instead of human units")
     status.set_defaults(func=cmd_status)

@@ -1,22 +1,22 @@
-"""Using a zramd disk as swap or as a scratch filesystem: loop devices, mkswap/swapon, mkfs/mount.
+"""Using a zramd device's block device as swap or as a scratch filesystem.
 
-Owns: attaching ``MOUNTPOINT/disk`` to a loop device the way zramd wants it (direct I/O, 4 KiB
-sectors: no double caching, only whole pages reach the daemon), swapon/swapoff, mkfs + mount, and
-the teardown `zramd stop` and `zramd down` run: unmount filesystems on the disk's loop devices,
-swapoff only when forced, detach the loop devices. What is in use is found afresh from /sys and
-the mount table every time; nothing is recorded.
-Must not: run inside the daemon (it uses the mount from outside).
+Owns: mkswap/swapon and swapoff, mkfs + mount, and the teardown `zramd stop` and `zramd down`
+run: unmount filesystems on a device's block device, swapoff only when forced. The block device
+itself is the daemon's (it attaches one loop device per device and detaches it when the device
+goes); this module only uses it. What is in use is found afresh from the mount table and
+/proc/swaps every time; nothing is recorded.
+Must not: run inside the daemon (it uses the mount from outside), or attach or detach loops.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 
 from zramd.admin.config_file import DEFAULT_SWAP_PRIORITY
+from zramd.admin.devices import DeviceRef
 from zramd.core.errors import UserError
-from zramd.host.mounts import loop_devices_for, mount_entry, mount_table, require_zramd_mount, swap_devices
+from zramd.host.mounts import mount_entry, mount_table, swap_devices
 from zramd.host.processes import run_tool
 
 
@@ -24,54 +24,35 @@ def _run(*args: str) -> str:
     return run_tool(*args).stdout.strip()
 
 
-def _served_disk(mountpoint: str) -> str:
-    mountpoint = require_zramd_mount(mountpoint, hint="start one with 'zramd start'")
-    disk = os.path.join(mountpoint, "disk")
-    if os.stat(disk).st_size == 0:
-        raise UserError(f"{mountpoint} is not initialised (write a size to {mountpoint}/sys/disksize)")
-    return disk
+def _initialised_block_device(ref: DeviceRef) -> str:
+    if ref.sysdir.number("disksize") == 0:
+        raise UserError(f"{ref.directory} is not initialised (write a size to {ref.directory}/disksize)")
+    return ref.block_device()
 
 
-def attach_loop(disk: str) -> str:
-    """Attach `disk` to a free loop device with direct I/O and 4 KiB sectors; return its path."""
-    if loop_devices_for(disk):
-        raise UserError(f"{disk} is already attached to {', '.join(loop_devices_for(disk))}")
-    return _run("losetup", "--direct-io=on", "--sector-size", "4096", "--find", "--show", disk)
+def swapon(ref: DeviceRef, priority: int = DEFAULT_SWAP_PRIORITY, discard: bool = False) -> str:
+    """Make the device a swap area and enable it; returns its block device."""
+    block = _initialised_block_device(ref)
+    if block in swap_devices():
+        raise UserError(f"{ref.directory} is already swap ({block})")
+    _run("mkswap", block)
+    _run("swapon", "--priority", str(priority), *(["--discard"] if discard else []), block)
+    return block
 
 
-def swapon(mountpoint: str, priority: int = DEFAULT_SWAP_PRIORITY, discard: bool = False) -> str:
-    """Make the disk a swap area and enable it; returns the loop device used."""
-    disk = _served_disk(mountpoint)
-    loop = attach_loop(disk)
-    try:
-        _run("mkswap", loop)
-        _run("swapon", "--priority", str(priority), *(["--discard"] if discard else []), loop)
-    except UserError:
-        subprocess.run(["losetup", "-d", loop], capture_output=True, check=False)
-        raise
-    return loop
+def swapoff(ref: DeviceRef) -> str:
+    """Disable swap on the device's block device; returns the block device."""
+    block = ref.block_device()
+    if block not in swap_devices():
+        raise UserError(f"{ref.directory} is not in use as swap")
+    _run("swapoff", block)
+    return block
 
 
-def swapoff(mountpoint: str) -> list[str]:
-    """Disable swap on every loop device over the disk and detach them; returns those devices."""
-    mountpoint = require_zramd_mount(mountpoint)
-    disk = os.path.join(mountpoint, "disk")
-    active = swap_devices()
-    done = []
-    for loop in loop_devices_for(disk):
-        if loop in active:
-            _run("swapoff", loop)
-            _run("losetup", "-d", loop)
-            done.append(loop)
-    if not done:
-        raise UserError(f"{mountpoint}/disk is not in use as swap")
-    return done
-
-
-def mkfs(mountpoint: str, fs_type: str, target: str, options: str = "") -> str:
-    """Create a `fs_type` filesystem on the disk and mount it on `target`; returns the loop
-    device used."""
-    disk = _served_disk(mountpoint)
+def mkfs(ref: DeviceRef, fs_type: str, target: str, options: str = "") -> str:
+    """Create a `fs_type` filesystem on the device and mount it on `target`; returns the block
+    device."""
+    block = _initialised_block_device(ref)
     target = os.path.abspath(target)
     if not os.path.isdir(target):
         raise UserError(f"mount point {target} does not exist or is not a directory")
@@ -80,41 +61,37 @@ def mkfs(mountpoint: str, fs_type: str, target: str, options: str = "") -> str:
     maker = f"mkfs.{fs_type}"
     if shutil.which(maker) is None:
         raise UserError(f"{maker} is not installed (unknown filesystem type {fs_type!r}?)")
-    loop = attach_loop(disk)
-    try:
-        quiet = ["-q"] if fs_type.startswith("ext") or fs_type == "xfs" else []
-        _run(maker, *quiet, *(["-F"] if fs_type.startswith("ext") else []), loop)
-        _run("mount", *(["-o", options] if options else []), loop, target)
-    except UserError:
-        subprocess.run(["losetup", "-d", loop], capture_output=True, check=False)
-        raise
-    return loop
+    quiet = ["-q"] if fs_type.startswith("ext") or fs_type == "xfs" else []
+    _run(maker, *quiet, *(["-F"] if fs_type.startswith("ext") else []), block)
+    _run("mount", *(["-o", options] if options else []), block, target)
+    return block
 
 
-def release(mountpoint: str, force: bool = False) -> list[str]:
-    """Take down what uses the disk before the device stops: unmount filesystems on its loop
-    devices, and swapoff (only with `force`), then detach the loop devices. Returns a line per
-    action. Refuses, changing nothing, while the disk is an active swap and not `force`."""
-    mountpoint = os.path.abspath(mountpoint)
-    loops = loop_devices_for(os.path.join(mountpoint, "disk"))
-    active_swap = swap_devices() & set(loops)
-    if active_swap and not force:
-        raise UserError(
-            f"{mountpoint}/disk is active swap on {', '.join(sorted(active_swap))}; run 'zramd swapoff "
-            f"{mountpoint}' first, or 'zramd stop --force' to swapoff and stop"
-        )
+def users(block: str) -> tuple[list[str], bool]:
+    """(the mount points of filesystems on `block`, whether it is active swap)."""
+    mounted = [entry.mountpoint for entry in mount_table() if entry.source == block]
+    return mounted, block in swap_devices()
+
+
+def release(refs: list[DeviceRef], force: bool = False) -> list[str]:
+    """Take down what uses the devices' block devices before they go: unmount filesystems on
+    them, and swapoff (only with `force`). Returns a line per action. Refuses, changing nothing,
+    while one is active swap and not `force`."""
+    blocks = {ref: ref.block_device() for ref in refs if ref.sysdir.read("block_device").strip()}
+    if not force:
+        swapping = [f"{ref.directory} ({block})" for ref, block in blocks.items() if users(block)[1]]
+        if swapping:
+            raise UserError(
+                f"{', '.join(swapping)} is active swap; run 'zramd swapoff' on it first, or "
+                f"'zramd stop --force' to swapoff and stop"
+            )
     actions = []
-    mounted_from: dict[str, list[str]] = {}
-    for entry in mount_table():
-        if entry.source in loops:
-            mounted_from.setdefault(entry.source, []).append(entry.mountpoint)
-    for loop in loops:
-        for where in reversed(mounted_from.get(loop, [])):
+    for ref, block in blocks.items():
+        mounted, is_swap = users(block)
+        for where in reversed(mounted):
             _run("umount", where)
             actions.append(f"unmounted {where}")
-        if loop in active_swap:
-            _run("swapoff", loop)
-            actions.append(f"swapoff {loop}")
-        _run("losetup", "-d", loop)
-        actions.append(f"detached {loop}")
+        if is_swap:
+            _run("swapoff", block)
+            actions.append(f"swapoff {block} ({ref.name})")
     return actions

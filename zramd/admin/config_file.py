@@ -180,20 +180,17 @@ def _round_half_away(x: float) -> float:
     return whole
 
 
-def _rust_min(x: float, y: float) -> float:
-    if math.isnan(x):
-        return y
-    if math.isnan(y):
-        return x
-    return min(x, y)
+def _nan_ignoring(fn: Callable[[float, float], float]) -> Callable[[float, float], float]:
+    """Rust's f64::min/max: a NaN operand is ignored (the other one wins)."""
 
+    def call(x: float, y: float) -> float:
+        if math.isnan(x):
+            return y
+        if math.isnan(y):
+            return x
+        return fn(x, y)
 
-def _rust_max(x: float, y: float) -> float:
-    if math.isnan(x):
-        return y
-    if math.isnan(y):
-        return x
-    return max(x, y)
+    return call
 
 
 def _unary_math(fn: Callable[[float], float]) -> Callable[[list[float]], float]:
@@ -243,8 +240,8 @@ _FUNCTIONS: dict[str, tuple[int, int, Callable[[list[float]], float]]] = {
     "sign": (1, 1, lambda a: a[0] if math.isnan(a[0]) else math.copysign(1.0, a[0])),
     "log": (1, 2, _call_log),
     "round": (1, 2, _call_round),
-    "min": (1, _ANY, _fold(_rust_min)),
-    "max": (1, _ANY, _fold(_rust_max)),
+    "min": (1, _ANY, _fold(_nan_ignoring(min))),
+    "max": (1, _ANY, _fold(_nan_ignoring(max))),
     "e": (0, 0, lambda a: math.e),
     "pi": (0, 0, lambda a: math.pi),
     "sin": (1, 1, _unary_math(math.sin)),

@@ -1,8 +1,10 @@
 """Controlling daemons from the outside: `zramd start`, `zramd stop` and `zramd status`.
 
 Owns: spawning a background daemon and waiting for it to report readiness (or its start-up
-error) on a pipe; stopping one by unmounting its mount point and waiting for its process to exit;
-reading the attribute files of running devices into zramctl-style rows.
+error) on a pipe, after cleaning up what a killed daemon left on the same root; stopping one by
+releasing its block devices' users and signalling it (it detaches its block devices and unmounts
+itself), then waiting for its process to exit; reading the attribute files of every running
+device into zramctl-style rows.
 Must not: import pyfuse3 or trio (this runs in the short-lived CLI process).
 """
 
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import os
 import select
+import signal
 import subprocess
 import sys
 import time
@@ -17,46 +20,44 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from zramd.admin import blockdev
+from zramd.admin.devices import devices_of
 from zramd.core.errors import UserError
 from zramd.core.units import format_size
 from zramd.host.mounts import (
     FSTYPE,
     is_dead_mount,
-    loop_devices_for,
     mount_entry,
-    mount_table,
+    recover_dead_root,
     require_zramd_mount,
-    swap_devices,
     unmount,
     zramd_mounts,
 )
 from zramd.host.processes import daemon_pid, pid_alive
-from zramd.host.rundir import RUN_DIR, logfile_for, pidfile_for
+from zramd.host.rundir import RUN_DIR, block_link_dir, logfile_for, pidfile_for
 from zramd.host.settings import ServeConfig
-from zramd.host.sysdir import SysDir
 
 
 def start(config: ServeConfig, log_level: str = "info", timeout: float = 30) -> str:
-    """Spawn `zramd run` in a new session and wait until it serves; return a one-line summary.
+    """Spawn `zramd run` in a new session and wait until it serves; return a summary.
     Raises UserError with the daemon's own start-up error when it fails."""
     mountpoint = os.path.abspath(config.mountpoint)
     notes = ""
     entry = mount_entry(mountpoint)
     if entry is not None and entry.fstype == FSTYPE and is_dead_mount(mountpoint):
-        unmount(mountpoint, lazy=True)
+        actions = recover_dead_root(mountpoint, block_link_dir(mountpoint))
         pidfile_for(mountpoint).unlink(missing_ok=True)
         notes = (
             f'zramd: {mountpoint} was a dead zramd mount (its daemon was killed: "Transport endpoint '
-            f'is not connected"); detached it, and whatever it held is lost\n'
-        )
+            f'is not connected"); cleaned up, and whatever it held is lost\n'
+        ) + "".join(f"zramd: {action}\n" for action in actions)
     RUN_DIR.mkdir(parents=True, exist_ok=True)
     log_path = logfile_for(mountpoint)
     read_end, write_end = os.pipe()
     cmd = [
         sys.executable, "-m", "zramd", "run", mountpoint,
         "--size", str(config.disksize), "--algorithm", config.algorithm,
-        "--mem-limit", str(config.mem_limit), "--log-level", log_level,
-        "--ready-fd", str(write_end),
+        "--mem-limit", str(config.mem_limit), "--devices", str(config.devices),
+        "--log-level", log_level, "--ready-fd", str(write_end),
     ]  # fmt: skip
     if config.allow_other:
         cmd.append("--allow-other")
@@ -77,8 +78,11 @@ def start(config: ServeConfig, log_level: str = "info", timeout: float = 30) -> 
     finally:
         os.close(read_end)
     if message == "READY":
-        size = format_size(config.disksize)
-        return notes + f"zramd: serving {mountpoint}/disk ({size}, {config.algorithm}), pid {proc.pid}"
+        return (
+            notes
+            + f"zramd: serving {mountpoint}, pid {proc.pid}\n"
+            + "".join(f"zramd: {row.name}: {row.describe()}\n" for row in status([mountpoint])).rstrip("\n")
+        )
     if message.startswith("ERROR "):
         proc.wait(timeout=10)
         raise UserError(message.removeprefix("ERROR "))
@@ -117,21 +121,29 @@ def _log_tail(path: Path) -> str:
 
 
 def stop(mountpoint: str, timeout: float = 30, force: bool = False) -> str:
-    """Take down what uses the disk (`blockdev.release`), unmount `mountpoint` and wait for its
-    daemon to exit; return a summary. Refuses while the disk is active swap, unless `force`."""
+    """Take down what uses the devices' block devices (`blockdev.release`), then signal the
+    daemon, which detaches them and unmounts; wait for it to exit and return a summary.
+    Refuses while a device is active swap, unless `force`."""
     mountpoint = require_zramd_mount(mountpoint)
     pid = daemon_pid(mountpoint)
     if is_dead_mount(mountpoint):
-        unmount(mountpoint, lazy=True)
+        actions = recover_dead_root(mountpoint, block_link_dir(mountpoint))
         pidfile_for(mountpoint).unlink(missing_ok=True)
-        return f"zramd: {mountpoint} was a dead mount (its daemon was killed); detached it"
-    actions = blockdev.release(mountpoint, force=force)
-    unmount(mountpoint)
-    if pid is not None:
+        return "".join(f"zramd: {action}\n" for action in actions) + (
+            f"zramd: {mountpoint} was a dead mount (its daemon was killed); cleaned up"
+        )
+    actions = blockdev.release(devices_of(mountpoint), force=force)
+    if pid is None or not pid_alive(pid):
+        unmount(mountpoint)
+    else:
+        os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout
         while pid_alive(pid):
             if time.monotonic() > deadline:
-                raise UserError(f"the daemon (pid {pid}) is still running {timeout:g} s after the unmount")
+                raise UserError(
+                    f"the daemon (pid {pid}) is still running {timeout:g} s after SIGTERM "
+                    f"(see {logfile_for(mountpoint)})"
+                )
             time.sleep(0.05)
     return "".join(f"zramd: {action}\n" for action in actions) + f"zramd: stopped {mountpoint}"
 
@@ -141,7 +153,11 @@ def stop(mountpoint: str, timeout: float = 30, force: bool = False) -> str:
 
 @dataclass(frozen=True, slots=True)
 class StatusRow:
-    """One device, zramctl's default columns plus the raw mm_stat."""
+    """One device: zramctl's default columns, plus its directory, block device and raw mm_stat.
+
+    `name` is the block device's predictable link (zramctl shows /dev/zramN); `mountpoint` is
+    where a filesystem on it is mounted, ``[SWAP]``, or empty.
+    """
 
     name: str
     algorithm: str
@@ -151,54 +167,57 @@ class StatusRow:
     total: int
     streams: int
     mountpoint: str
+    directory: str
+    block_device: str
     mm_stat: list[int]
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
 
+    def describe(self) -> str:
+        if not self.disksize:
+            return f"uninitialised, block device {self.block_device}"
+        return f"{format_size(self.disksize)}, {self.algorithm}, block device {self.block_device}"
 
-def _used_by(disk: str) -> str:
-    """Where the disk is in use, zramctl style: [SWAP] or the mount point of a filesystem on a
-    loop device over it; empty when unused."""
-    loops = loop_devices_for(disk)
-    if not loops:
+
+def _used_by(block: str) -> str:
+    """Where the block device is in use, zramctl style: [SWAP], the mount point of a filesystem
+    on it, or empty when unused."""
+    if not block:
         return ""
-    active = swap_devices()
-    for loop in loops:
-        if loop in active:
-            return "[SWAP]"
-    sources = {e.source: e.mountpoint for e in mount_table()}
-    for loop in loops:
-        if loop in sources:
-            return sources[loop]
-    return loops[0]
+    mounted, is_swap = blockdev.users(block)
+    if is_swap:
+        return "[SWAP]"
+    return mounted[0] if mounted else ""
 
 
 def status(mountpoints: list[str]) -> list[StatusRow]:
-    targets = [os.path.abspath(m) for m in mountpoints] or zramd_mounts()
+    """A row for every device of the given roots (default: every zramd mount)."""
+    roots = [os.path.abspath(m) for m in mountpoints] or zramd_mounts()
     rows = []
-    for mountpoint in targets:
-        require_zramd_mount(mountpoint)
-        if is_dead_mount(mountpoint):
-            raise UserError(
-                f"{mountpoint} is a dead zramd mount (its daemon was killed); run 'zramd stop' on it"
+    for root in roots:
+        require_zramd_mount(root)
+        if is_dead_mount(root):
+            raise UserError(f"{root} is a dead zramd mount (its daemon was killed); run 'zramd stop' on it")
+        for ref in devices_of(root):
+            sysdir = ref.sysdir
+            mm = sysdir.mm_stat()
+            block = sysdir.read("block_device").strip()
+            rows.append(
+                StatusRow(
+                    name=str(ref.link),
+                    algorithm=sysdir.algorithm(),
+                    disksize=sysdir.number("disksize"),
+                    data=mm[0],
+                    compr=mm[1],
+                    total=mm[2],
+                    streams=1,
+                    mountpoint=_used_by(block),
+                    directory=str(ref.directory),
+                    block_device=block,
+                    mm_stat=mm,
+                )
             )
-        sysdir = SysDir(Path(mountpoint) / "sys")
-        mm = sysdir.mm_stat()
-        disk = os.path.join(mountpoint, "disk")
-        rows.append(
-            StatusRow(
-                name=disk,
-                algorithm=sysdir.algorithm(),
-                disksize=sysdir.number("disksize"),
-                data=mm[0],
-                compr=mm[1],
-                total=mm[2],
-                streams=1,
-                mountpoint=_used_by(disk),
-                mm_stat=mm,
-            )
-        )
     return rows
 
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, fields
 from zramd.core import compress
 from zramd.core.device import BlockStat, IoStat, MmStat, ZramDevice
 from zramd.core.errors import ArgumentTooLong, DeviceBusy, InvalidArgument, NoMemory
-from zramd.core.kparse import U64_MASK, kstrtou16, kstrtoull, memparse, store_buffer
+from zramd.core.kparse import U64_MASK, kstrtoint, kstrtou16, kstrtoull, memparse, store_buffer
 from zramd.core.pool import ClassStats
 from zramd.core.units import PAGE_SIZE
 
@@ -75,9 +75,25 @@ def _store_disksize(device: ZramDevice, text: str) -> None:
     device.set_disksize(aligned)
 
 
-def _store_reset(device: ZramDevice, text: str) -> None:
+def parse_reset(text: str) -> None:
+    """Check a write to ``reset`` (``reset_store``: kstrtou16, and 0 is EINVAL) before anything
+    is claimed or changed."""
     if kstrtou16(text, 10) == 0:
         raise InvalidArgument("reset takes a positive number")
+
+
+def parse_hot_remove(text: str) -> int:
+    """The device id written to ``hot_remove`` (``hot_remove_store``: kstrtoint, negative EINVAL)."""
+    device_id = kstrtoint(text, 10)
+    if device_id < 0:
+        raise InvalidArgument(f"no device id {device_id}")
+    return device_id
+
+
+def _store_reset(device: ZramDevice, text: str) -> None:
+    """The device's half of a reset; the FUSE front end adds the block device's (it claims the
+    block device first, EBUSY while it is in use, and sets its capacity to 0 after)."""
+    parse_reset(text)
     device.reset()
 
 

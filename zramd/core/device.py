@@ -142,7 +142,6 @@ class ZramDevice:
         comp_algorithm: the selected algorithm name (settable only while uninitialised).
         disksize: the size in bytes (0 = uninitialised).
         mem_limit_pages: pool pages allowed (0 = no limit).
-        openers: how many times the disk is open; `reset` refuses while it is not 0.
         chain_size: the zsmalloc chain size used for new pools.
         fault_hook: None, except in fault-injection tests (see `FaultHook`).
     """
@@ -156,7 +155,6 @@ class ZramDevice:
         self.comp_algorithm = compress.DEFAULT_ALGORITHM
         self.disksize = 0
         self.mem_limit_pages = 0
-        self.openers = 0
         self.fault_hook: FaultHook | None = None
         self._pool: ZsPool | None = None
         self._table: ReservedArrays | None = None
@@ -232,15 +230,6 @@ class ZramDevice:
             self._huge_class_size = pool.table.huge_class_size
             self.disksize = disksize
 
-    def open_disk(self) -> None:
-        """Count an opener of the disk (reset is refused while there is one)."""
-        with self.lock:
-            self.openers += 1
-
-    def close_disk(self) -> None:
-        with self.lock:
-            self.openers = max(0, self.openers - 1)
-
     def set_mem_limit(self, nbytes: int) -> None:
         """Limit the pool to `nbytes` rounded up to whole pages; 0 removes the limit."""
         with self.lock:
@@ -261,10 +250,10 @@ class ZramDevice:
 
     def reset(self) -> None:
         """Free every page and the pool, zero every counter, and return to the uninitialised
-        state with the default algorithm and no limit. EBUSY while the disk is open."""
+        state with the default algorithm and no limit. Whether the disk may be reset (the
+        kernel's EBUSY while the block device is open) is the front end's to decide: it knows
+        the block device."""
         with self.lock:
-            if self.openers:
-                raise DeviceBusy("the disk is open; close it (losetup -d, swapoff, umount) first")
             if self._pool is not None:
                 self._pool.close()
             self._pool = None
@@ -277,12 +266,6 @@ class ZramDevice:
             self.mem_limit_pages = 0
             self.comp_algorithm = compress.DEFAULT_ALGORITHM
             self._zero_stats()
-
-    def reset_for_exit(self) -> None:
-        """Release everything when the daemon exits, whoever still has the disk open."""
-        with self.lock:
-            self.openers = 0
-            self.reset()
 
     # ------------------------------------------------------------------ the slot table
 

@@ -58,18 +58,6 @@ class IOFailure(ZramError):
     errno = _errno.EIO
 
 
-class PermissionDenied(ZramError):
-    """Reading a write-only attribute, or writing a read-only one (EACCES)."""
-
-    errno = _errno.EACCES
-
-
-class NotSupported(ZramError):
-    """A request mode zram does not implement, e.g. an fallocate mode (EOPNOTSUPP)."""
-
-    errno = _errno.EOPNOTSUPP
-
-
 class UserError(Exception):
     """A mistake on the command line or in a config file: printed as one line, no traceback.
 

@@ -87,6 +87,19 @@ def kstrtou16(text: str, base: int = 10) -> int:
     return value
 
 
+def kstrtoint(text: str, base: int = 10) -> int:
+    """``kstrtoint``: an optional sign, then `kstrtoull`'s rules; ERANGE outside 32-bit int."""
+    if text.startswith("-"):
+        value = kstrtoull(text[1:], base)
+        if value > 1 << 31:
+            raise OutOfRange(f"-{value} does not fit in an int")
+        return -value
+    value = kstrtoull(text, base)
+    if value >= 1 << 31:
+        raise OutOfRange(f"{value} does not fit in an int")
+    return value
+
+
 def store_buffer(data: bytes) -> str:
     """What a sysfs store callback receives for a write of `data`: at most one page (kernfs
     truncates longer writes), as a C string (cut at the first NUL)."""

@@ -92,14 +92,16 @@ class SizeClassTable:
                 continue
             prev = (index, size, pages, objs)
             by_index[index] = prev
-        distinct = sorted({entry for entry in by_index if entry is not None}, key=lambda e: e[1])
+        entries = [entry for entry in by_index if entry is not None]
+        assert len(entries) == NUM_INDICES, "every index was given a class above"
+        distinct = sorted(set(entries), key=lambda e: e[1])
         cid_of = {entry: cid for cid, entry in enumerate(distinct)}
         self.classes: tuple[SizeClass, ...] = tuple(
             SizeClass(cid, index, size, pages, objs, huge=(pages == 1 and objs == 1))
             for cid, (index, size, pages, objs) in enumerate(distinct)
         )
         self.huge_class_size = huge_class_size
-        self._cid_by_index = [cid_of[entry] for entry in by_index if entry is not None]
+        self._cid_by_index = [cid_of[entry] for entry in entries]
         self.class_for_size = [self._cid_by_index[0]] + [
             self._cid_by_index[class_index(n)] for n in range(1, MAX_ALLOC_SIZE + 1)
         ]

@@ -16,7 +16,6 @@ PAGE_SHIFT = 12
 PAGE_SIZE = 1 << PAGE_SHIFT  # 4096: zram's page and logical block size
 SECTOR_SHIFT = 9
 SECTOR_SIZE = 1 << SECTOR_SHIFT  # 512: the unit of /sys/block/*/stat
-SECTORS_PER_PAGE = PAGE_SIZE // SECTOR_SIZE
 
 _SUFFIXES = {"": 0, "K": 10, "M": 20, "G": 30, "T": 40, "P": 50, "E": 60}
 _SIZE_RE = re.compile(r"^\s*(\d+)\s*([KMGTPE]?)(?:i?B)?\s*$", re.IGNORECASE)
@@ -35,7 +34,7 @@ def parse_size(text: str) -> int:
     """
     match = _SIZE_RE.match(text)
     if not match:
-        raise SizeError(f"invalid size {text!r}: expected a number with an optional K, M, G or T suffix")
+        raise SizeError(f"invalid size {text!r}: expected a number and an optional K, M, G, T, P or E")
     number, suffix = match.groups()
     return int(number) << _SUFFIXES[suffix.upper()]
 

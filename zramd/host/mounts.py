@@ -16,11 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from zramd.core.errors import UserError
+from zramd.host.loop import backing_files, bound_under
 
 log = logging.getLogger(__name__)
 
 FSTYPE = "fuse.zramd"
 FSNAME = "zramd"
+DEAD_MOUNT_ERRNOS = (errno.ENOTCONN, errno.ECONNABORTED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,11 +84,13 @@ def require_zramd_mount(mountpoint: str, hint: str = "see 'zramd status'") -> st
 
 def is_dead_mount(path: str) -> bool:
     """A FUSE mount whose daemon is gone answers ENOTCONN ("Transport endpoint is not
-    connected") to every access."""
+    connected") or, once the kernel aborted the connection, ECONNABORTED to every request.
+    statfs is asked of the daemon every time, whereas a stat may be answered from attributes
+    the kernel still caches."""
     try:
-        os.stat(path)
+        os.statvfs(path)
     except OSError as exc:
-        return exc.errno == errno.ENOTCONN
+        return exc.errno in DEAD_MOUNT_ERRNOS
     return False
 
 
@@ -99,11 +103,42 @@ def unmount(path: str, lazy: bool = False) -> None:
         raise UserError(f"cannot unmount {path}: {reason}")
 
 
-def prepare_mountpoint(path: str) -> str:
+def recover_dead_root(root: str, link_dir: Path) -> list[str]:
+    """Clean up what a killed daemon left on `root`: its loop devices that swap or a mount kept
+    bound to the dead mount (autoclear detached the others when the daemon's fds closed) --
+    filesystems on them are lazily unmounted and swap turned off where the kernel still can --
+    its block-device links in `link_dir`, and the dead mount itself. Returns a line per action.
+    Pages that lived in the dead daemon are lost; the processes that owned them got EIO."""
+    actions = []
+    for device in bound_under(root):
+        for entry in mount_table():
+            if entry.source == device.path:
+                subprocess.run(["umount", "-l", entry.mountpoint], capture_output=True, check=False)
+                actions.append(f"unmounted {entry.mountpoint} (on {device.path}, lazily)")
+        if device.path in swap_devices():
+            result = subprocess.run(["swapoff", device.path], capture_output=True, text=True, check=False)
+            actions.append(f"swapoff {device.path}" + ("" if result.returncode == 0 else " failed"))
+        try:
+            device.detach()
+            actions.append(f"detached {device.path}")
+        except OSError as exc:
+            actions.append(f"could not detach {device.path}: {exc}")
+    if link_dir.is_dir():
+        for link in link_dir.iterdir():
+            if link.is_symlink():
+                link.unlink()
+    if mount_entry(root) is not None and is_dead_mount(root):
+        unmount(root, lazy=True)
+        actions.append(f"detached the dead mount {root}")
+    return actions
+
+
+def prepare_mountpoint(path: str, link_dir: Path | None = None) -> str:
     """Check that zramd can mount on `path` and return it as an absolute, real path.
 
-    A dead zramd mount left behind by a killed daemon is detached and reported; a live mount,
-    a non-empty directory, a missing path or a file are refused with one clear line.
+    A dead zramd mount left behind by a killed daemon is cleaned up (`recover_dead_root`) and
+    reported; a live mount, a non-empty directory, a missing path or a file are refused with
+    one clear line.
     """
     absolute = os.path.abspath(path)
     entry = mount_entry(absolute)
@@ -111,11 +146,12 @@ def prepare_mountpoint(path: str) -> str:
         if is_dead_mount(absolute):
             log.warning(
                 '%s: found a dead %s mount (its daemon was killed; "Transport endpoint is not '
-                'connected"); detaching it and starting afresh',
+                'connected"); cleaning up and starting afresh',
                 absolute,
                 entry.fstype,
             )
-            unmount(absolute, lazy=True)
+            for action in recover_dead_root(absolute, link_dir or Path("/nonexistent")):
+                log.warning("%s: %s", absolute, action)
         elif entry.fstype == FSTYPE:
             raise UserError(f"{absolute} is already served by a zramd daemon (see 'zramd status')")
         else:
@@ -136,23 +172,10 @@ def loop_devices_for(path: str, resolve: bool = True) -> list[str]:
     its own disk, because resolving a path inside its own mount sends it a FUSE request that
     only it could answer, while it waits -- a deadlock."""
     target = os.path.realpath(path) if resolve else path
-    found = []
-    for backing in sorted(Path("/sys/block").glob("loop*/loop/backing_file")):
-        try:
-            name = backing.read_text().strip().removesuffix(" (deleted)")
-        except OSError:
-            continue
-        if name == target:
-            found.append("/dev/" + backing.parent.parent.name)
-    return found
+    return [device for device, backing in backing_files().items() if backing == target]
 
 
 def swap_devices() -> set[str]:
     """Devices (and files) in use as swap, from /proc/swaps."""
     with open("/proc/swaps", encoding="utf-8") as swaps:
         return {line.split()[0] for line in swaps.readlines()[1:] if line.strip()}
-
-
-def active_swap_on(disk: str, resolve: bool = True) -> list[str]:
-    """Loop devices over `disk` that are active swap (see `loop_devices_for` for `resolve`)."""
-    return sorted(swap_devices() & set(loop_devices_for(disk, resolve)))

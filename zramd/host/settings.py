@@ -1,4 +1,5 @@
-"""What a daemon serves: the settings of one device, from the command line or a config file.
+"""What a daemon serves: its mount point, how many devices it starts with, and the settings of the
+first one, from the command line.
 
 Owns: `ServeConfig`, the one record the CLI hands to `zramd run` (and `zramd start` turns back
 into its command line). Must not: import pyfuse3 or trio (the CLI imports this for every command).
@@ -14,16 +15,18 @@ class ServeConfig:
     """What `zramd run` serves.
 
     Attributes:
-        mountpoint: where to mount.  disksize: bytes.  algorithm: lzo or lz4.
-        mem_limit: bytes (0 = none).  allow_other: let other users through (permissions are
-        still enforced by the kernel).  ready_fd: a pipe to report readiness or the start-up
-        error to `zramd start`.
+        mountpoint: where to mount (the root of the device directories).  devices: how many
+        devices exist at start (zram's num_devices; more come with hot_add).  disksize, algorithm,
+        mem_limit: device 0's settings (disksize 0 leaves it uninitialised; mem_limit 0 = none).
+        allow_other: let other users through (permissions are still enforced by the kernel).
+        ready_fd: a pipe to report readiness or the start-up error to `zramd start`.
     """
 
     mountpoint: str
     disksize: int
     algorithm: str
     mem_limit: int = 0
+    devices: int = 1
     allow_other: bool = False
     ready_fd: int | None = None
     noop: bool = False  # serve the benchmark's no-op device instead (reads zeros, drops writes)

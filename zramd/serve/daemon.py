@@ -1,11 +1,14 @@
-"""The daemon: set up one device, mount it, serve until unmounted or signalled, clean up.
+"""The daemon: mount a root, serve its devices until stopped, clean up.
 
-Owns: the process lifecycle of `zramd run` -- mount point checks, device setup from the command
-line or config, ``pyfuse3.init``/``main``/``close`` in the right order (``close(unmount=False)``
-on the error path), SIGTERM/SIGINT/SIGHUP handling, readiness reporting (systemd's READY=1 and the
-pipe `zramd start` waits on), the pid file, and the ``sys/daemon`` report.
-Must not: access its own mount (a daemon that reads or writes through its own FUSE mount can
-deadlock itself); everything it needs is in memory.
+Owns: the process lifecycle of `zramd run` -- mount point checks, the devices it starts with
+(configured from the command line or left uninitialised), ``pyfuse3.init``/``main``/``close`` in
+the right order (``close(unmount=False)`` on the error path), attaching the starting devices'
+block devices once it serves, SIGTERM/SIGINT/SIGHUP handling (refused while a block device is in
+use; otherwise the block devices are detached, then the root unmounted), readiness reporting
+(systemd's READY=1 and the pipe `zramd start` waits on), the pid file, and the ``daemon`` report.
+Must not: access its own mount from the serving thread (a daemon that reads or writes through
+its own FUSE mount from there deadlocks itself); the block devices' ioctls, which make the kernel
+call back into the mount, run on worker threads while the daemon serves.
 """
 
 from __future__ import annotations
@@ -23,42 +26,53 @@ from zramd import __version__
 from zramd.core import attrs
 from zramd.core.device import ZramDevice
 from zramd.core.errors import UserError, ZramError
-from zramd.host.mounts import FSNAME, active_swap_on, prepare_mountpoint
-from zramd.host.rundir import RUN_DIR, pidfile_for
+from zramd.host.mounts import FSNAME, prepare_mountpoint
+from zramd.host.rundir import RUN_DIR, block_link_dir, block_prefix, lockfile_for, pidfile_for
 from zramd.host.settings import ServeConfig
 from zramd.serve import hardening, sdnotify, testing
-from zramd.serve.ops import HAS_FALLOCATE, ZramOperations
+from zramd.serve.block import BlockDevices, in_worker
+from zramd.serve.ops import HAS_FALLOCATE, MAX_TASKS, ZramOperations
 
 log = logging.getLogger(__name__)
 
-GC_INTERVAL = 5.0  # seconds between idle-time garbage collections
+GC_INTERVAL = 5.0  # seconds between idle-time garbage collections of the young generations
+GC_FULL_EVERY = 12  # every 12th of them (once a minute) collects every generation
 
 
 class Daemon:
-    """One running zramd: a device, its FUSE operations, and the serve loop."""
+    """One running zramd: its devices, their FUSE operations and block devices, the serve loop."""
 
     def __init__(self, config: ServeConfig) -> None:
         self.config = config
-        self.device = testing.NoopDevice() if config.noop else ZramDevice()
         self.started = time.time()
         self.mountpoint = ""
         self.stop_reason = ""
+        self.ops: ZramOperations | None = None
+        self.start_error = ""
 
-    def setup_device(self) -> None:
+    def new_device(self) -> ZramDevice:
+        return testing.NoopDevice() if self.config.noop else ZramDevice()
+
+    def setup_first_device(self, device: ZramDevice) -> None:
+        """Configure device 0 from the command line, in the kernel's order; a size of 0 leaves
+        it uninitialised (to be set up through its files)."""
         config = self.config
         try:
-            self.device.set_comp_algorithm(config.algorithm)
-            self.device.set_mem_limit(config.mem_limit)
-            self.device.set_disksize(config.disksize)
+            device.set_comp_algorithm(config.algorithm)
+            device.set_mem_limit(config.mem_limit)
+            if config.disksize:
+                device.set_disksize(config.disksize)
         except ZramError as exc:
             raise UserError(f"cannot set up the device: {exc}") from None
 
     def report(self) -> str:
-        """The ``sys/daemon`` file: key: value lines about this process and its hardening."""
+        """The ``zram-control/daemon`` file: key: value lines about this process."""
+        devices = self.ops.devices if self.ops else {}
         lines = {
             "pid": str(os.getpid()),
             "version": __version__,
             "mountpoint": self.mountpoint,
+            "devices": " ".join(f"zram{i}" for i in sorted(devices)) or "none",
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(self.started)),
             "uptime_seconds": str(int(time.time() - self.started)),
             "fallocate": "yes" if HAS_FALLOCATE else "no (discard does not free memory)",
@@ -67,10 +81,11 @@ class Daemon:
         return "".join(f"{key}: {value}\n" for key, value in lines.items())
 
     def serve(self) -> int:
-        """Mount and serve until unmounted or signalled. Returns the exit status (0)."""
+        """Mount and serve until stopped. Returns the exit status (0)."""
         config = self.config
-        self.mountpoint = prepare_mountpoint(config.mountpoint)
-        self.setup_device()
+        self.mountpoint = prepare_mountpoint(
+            config.mountpoint, block_link_dir(os.path.realpath(os.path.abspath(config.mountpoint)))
+        )
         if not HAS_FALLOCATE:
             log.warning(
                 "this pyfuse3 has no fallocate support: discard/TRIM will not free memory "
@@ -79,10 +94,22 @@ class Daemon:
         attributes = (*attrs.ATTRIBUTES, attrs.CLASSES, attrs.CONSISTENCY)
         if testing.fault_injection_enabled():
             log.warning(
-                "fault injection is enabled (%s=1): sys/fault_inject exists", testing.FAULT_INJECTION_ENV
+                "fault injection is enabled (%s=1): zramN/fault_inject exists", testing.FAULT_INJECTION_ENV
             )
-            attributes += (testing.fault_inject_attribute(testing.FaultInjector(self.device)),)
-        ops = ZramOperations(self.device, extra_files={"daemon": self.report}, attributes=attributes)
+            attributes += (testing.fault_inject_attribute(),)
+        prefix = block_prefix(self.mountpoint)
+        ops = self.ops = ZramOperations(
+            new_device=self.new_device,
+            mountpoint=self.mountpoint,
+            blocks=BlockDevices(block_link_dir(self.mountpoint)),
+            attributes=attributes,
+            control_files={"block_prefix": lambda: prefix + "\n", "daemon": self.report},
+        )
+        for number in range(config.devices):
+            device = self.new_device()
+            if number == 0:
+                self.setup_first_device(device)
+            ops.add_device(device)
         options = set(pyfuse3.default_options)
         options |= {f"fsname={FSNAME}", "subtype=zramd"}
         if config.allow_other:
@@ -104,50 +131,91 @@ class Daemon:
         finally:
             pyfuse3.close(unmount=unmount)
             pidfile.unlink(missing_ok=True)
-            self.device.reset_for_exit()
+            lockfile_for(self.mountpoint).unlink(missing_ok=True)
+            assert ops.blocks is not None
+            for block in ops.blocks.attached.values():  # only after a crash of the serve loop
+                with contextlib.suppress(OSError):
+                    os.close(block.keep_fd)  # autoclear detaches it, unless swap or a mount holds it
+            for device in ops.devices.values():
+                device.reset()
+        if self.start_error:
+            raise UserError(self.start_error)
         log.info("stopped (%s)", self.stop_reason or "unmounted")
         return 0
 
     async def _main(self) -> None:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._watch_signals)
-            nursery.start_soon(self._announce_ready)
             nursery.start_soon(self._collect_garbage)
-            # One task: the handlers never await, so more tasks would only add task switches
-            # (measured slower); requests are served strictly one at a time, in order.
-            await pyfuse3.main(min_tasks=1, max_tasks=1)
+            nursery.start_soon(self._attach_and_announce)
+            # Handlers that do I/O never await, so they still run one at a time, in order; the
+            # extra tasks serve the kernel while a lifecycle request waits for it.
+            await pyfuse3.main(min_tasks=1, max_tasks=MAX_TASKS)
             nursery.cancel_scope.cancel()
+
+    async def _attach_and_announce(self) -> None:
+        """Attach the starting devices' block devices (the kernel opens their disk files through
+        the mount, so the serve loop must already run), then report readiness."""
+        ops = self.ops
+        assert ops is not None and ops.blocks is not None
+        try:
+            for device_id in sorted(ops.devices):
+                await ops.blocks.attach(device_id, ops.disk_path(device_id))
+        except ZramError as exc:
+            self.start_error = str(exc)
+            self.stop_reason = "start-up failed"
+            await ops.blocks.detach_all()
+            pyfuse3.terminate()
+            return
+        self._announce_ready()
 
     async def _collect_garbage(self) -> None:
         """The automatic collector is off (it would run in the middle of requests); collect
-        young objects every few seconds instead, between requests."""
+        young objects every few seconds instead, between requests, and everything now and then
+        (cycles that survived into the oldest generation)."""
+        rounds = 0
         while True:
             await trio.sleep(GC_INTERVAL)
-            hardening.collect_garbage()
+            rounds += 1
+            hardening.collect_garbage(full=rounds % GC_FULL_EVERY == 0)
 
     async def _watch_signals(self) -> None:
-        """SIGTERM, SIGINT and SIGHUP unmount and stop -- except while the disk is active swap:
-        pages of running processes live in it, and stopping would hang or kill them. Then the
-        signal is refused with a log line (swapoff first; SIGKILL remains the last resort)."""
+        """SIGTERM, SIGINT and SIGHUP detach the block devices, unmount and stop -- except while
+        a block device is in use (swap, a mounted filesystem, a claim): pages of running
+        processes may live in it, and stopping would hang or kill them. Then the signal is
+        refused with a log line (`zramd stop` releases them first; SIGKILL remains the last
+        resort)."""
+        ops = self.ops
+        assert ops is not None and ops.blocks is not None
+        blocks = ops.blocks
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
             async for signum in signals:
                 name = signal.Signals(signum).name
-                # Never resolve a path inside our own mount: self.mountpoint is already real.
-                swaps = active_swap_on(os.path.join(self.mountpoint, "disk"), resolve=False)
-                if swaps:
-                    log.error(
-                        "%s refused: %s/disk is active swap on %s; run 'zramd swapoff %s' first",
-                        name, self.mountpoint, ", ".join(swaps), self.mountpoint,
-                    )  # fmt: skip
+                busy = [
+                    f"zram{i}: {why}"
+                    for i in sorted(ops.devices)
+                    if (why := await in_worker(blocks.in_use, i))
+                ]
+                if busy:
+                    log.warning("%s refused: %s; run 'zramd stop %s' (or swapoff/umount) first",
+                                name, "; ".join(busy), self.mountpoint)  # fmt: skip
                     continue
                 self.stop_reason = f"signal {name}"
-                log.info("%s: unmounting %s", self.stop_reason, self.mountpoint)
+                log.info(
+                    "%s: detaching the block devices and unmounting %s", self.stop_reason, self.mountpoint
+                )
+                await blocks.detach_all()
                 pyfuse3.terminate()
                 return
 
-    async def _announce_ready(self) -> None:
-        device = self.device
-        status = f"serving {self.mountpoint}/disk: {device.disksize} bytes, {device.comp_algorithm}"
+    def _announce_ready(self) -> None:
+        ops = self.ops
+        assert ops is not None and ops.blocks is not None
+        devices = ", ".join(
+            f"zram{i} ({device.disksize} bytes, {device.comp_algorithm}) on {ops.blocks.path_of(i)}"
+            for i, device in sorted(ops.devices.items())
+        )
+        status = f"serving {self.mountpoint}: {devices or 'no devices'}"
         log.info("%s", status)
         sdnotify.notify(f"READY=1\nSTATUS={status}\nMAINPID={os.getpid()}")
         if self.config.ready_fd is not None:

@@ -36,7 +36,6 @@ from dataclasses import dataclass, field
 log = logging.getLogger(__name__)
 
 PR_SET_IO_FLUSHER = 57
-PR_GET_IO_FLUSHER = 58
 MCL_CURRENT, MCL_FUTURE, MCL_ONFAULT = 1, 2, 4
 PF_MEMALLOC_NOIO = 0x00080000
 PF_LOCAL_THROTTLE = 0x00100000
@@ -53,7 +52,7 @@ def _errno_text(code: int) -> str:
 
 @dataclass
 class HardeningState:
-    """What `harden_process` and `harden_thread` achieved (for the log and ``sys/daemon``)."""
+    """What `harden_process` and `harden_thread` achieved (for the log and ``zram-control/daemon``)."""
 
     io_flusher: str = "not tried"
     oom_score_adj: str = "not tried"
@@ -99,6 +98,13 @@ def harden_thread() -> bool:
     return False
 
 
+def harden_thread_once() -> None:
+    """`harden_thread` for a worker thread that may be reused: only on its first call."""
+    tid = threading.get_native_id()
+    if tid not in STATE.threads_hardened and tid not in STATE.thread_failures:
+        harden_thread()
+
+
 def harden_process() -> HardeningState:
     """Apply every process-wide setting (and harden the calling thread); returns the state."""
     harden_thread()
@@ -126,9 +132,11 @@ def harden_process() -> HardeningState:
     return STATE
 
 
-def collect_garbage() -> int:
-    """One young-generation collection, for an idle-time task (the automatic collector is off)."""
-    return gc.collect(1)
+def collect_garbage(full: bool = False) -> int:
+    """A collection for an idle-time task (the automatic collector is off): the young
+    generations, or with `full` every generation (objects frozen at start-up are never scanned).
+    Returns the objects collected."""
+    return gc.collect(2 if full else 1)
 
 
 @dataclass(frozen=True)
@@ -172,7 +180,7 @@ def locked_memory() -> tuple[int, int, int]:
 
 
 def self_check() -> dict[str, str]:
-    """The self-check as key: value pairs (for the log and ``sys/daemon``)."""
+    """The self-check as key: value pairs (for the log and ``zram-control/daemon``)."""
     threads = thread_flags()
     locked, locked_space, rss = locked_memory()
     flagged = sum(t.io_flusher for t in threads)

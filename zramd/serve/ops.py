@@ -1,27 +1,44 @@
-"""The FUSE front end: one fixed-size block file and a sysfs-like attribute directory.
+"""The FUSE front end: the control directory and one directory per device, like sysfs's.
 
-Owns: the file tree (``disk``, ``sys/<attribute>``), inode numbers and file handles, translating
-FUSE requests into device and attribute calls, and translating every failure into an errno reply.
-This module and the daemon are the only ones that import pyfuse3, and this is the only one that
-speaks errno to the kernel: a `ZramError` becomes its errno, anything unexpected is logged once
-with its traceback and becomes EIO, and nothing else ever escapes a handler (an escaping exception
-would end pyfuse3's main loop).
-Must not: keep device state of its own, or block on anything but the device lock.
+Owns: the file tree, inode numbers and file handles; translating FUSE requests into device,
+attribute and block-device calls; the lifecycle requests (``hot_add``, ``hot_remove``, a
+``disksize`` write, a ``reset``) with the kernel's order of checks; and translating every failure
+into an errno reply. This module and the daemon are the only ones that import pyfuse3, and this
+is the only one that speaks errno to the kernel: a `ZramError` becomes its errno, anything
+unexpected is logged once with its traceback and becomes EIO, and nothing else ever escapes a
+handler (an escaping exception would end pyfuse3's main loop).
+Must not: keep device state of its own, block the serving task on anything but the device lock,
+or count opens: a file handle is derived from its inode (plus, for an attribute, the key of the
+text its last read rendered), and whether a device is in use is asked of its block device, so a
+successor daemon could serve handles it never opened.
 
-Tree::
+Tree (``ROOT`` is the mount point; the names mirror ``/sys/class/zram-control`` and
+``/sys/block/zramN``, so a kernel script needs only its path prefixes changed)::
 
-    /                 0755 root
-    /disk             0600 root, size = disksize: the block file
-    /sys/             0755 root
-    /sys/<attribute>  the kernel's modes: 0644 disksize, comp_algorithm; 0444 initstate,
-                      mm_stat, io_stat, debug_stat, stat; 0200 reset, compact, mem_limit,
-                      mem_used_max; plus zramd's own read-only ``classes``, ``consistency``
-                      and ``daemon``
+    ROOT/                          0755
+    ROOT/zram-control/hot_add      0444  reading it creates the next device and prints its id
+    ROOT/zram-control/hot_remove   0200  writing an id removes that device (EBUSY in use, ENODEV)
+    ROOT/zram-control/block_prefix 0444  zramd's: what replaces /dev/zram (``/dev/zramd/zram``)
+    ROOT/zram-control/daemon       0444  zramd's: this process and its hardening
+    ROOT/zramN/                    0755  device N: the kernel's attributes with their modes, plus
+    ROOT/zramN/disk                0600  the device itself, size = disksize (its loop device's
+                                         backing file)
+    ROOT/zramN/block_device        0444  zramd's: the loop device serving as its block device,
+                                         and zramd's ``classes``, ``consistency``
 
-Attribute files are opened with ``direct_io``, so every read calls `show` afresh and every write
-reaches `store`, exactly like sysfs. The disk file uses the page cache for buffered I/O (without
-writeback caching, so every write reaches the device synchronously and errors reach the writer),
-and O_DIRECT I/O goes straight to the device.
+Attribute files are opened with ``direct_io`` and read the way sysfs's seq_file reads them: a
+read at offset 0 (or a handle's first read) renders the attribute afresh and keeps that text on
+the open handle; reads at later offsets are served from the kept text, so a reader taking small
+reads never sees text torn between two renderings, and a poller that re-reads an open fd from
+offset 0 always sees fresh values. Every write reaches `store`, exactly like sysfs. The disk file
+uses the page cache for buffered I/O (without writeback caching, so every write reaches the
+device synchronously and errors reach the writer), and O_DIRECT I/O goes straight to the device.
+
+Lifecycle requests wait for the kernel (attaching a loop device, its new capacity, a claim), and
+the kernel sends this daemon requests meanwhile, so the daemon runs more than one serving task
+(`MAX_TASKS`): every other handler still runs to completion without awaiting, one at a time.
+Lifecycle requests run one at a time under one lock, and no more of them wait than leaves two
+tasks free to serve the kernel: beyond that they are answered EBUSY rather than risk a hang.
 """
 
 from __future__ import annotations
@@ -32,22 +49,24 @@ import logging
 import os
 import stat
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import pyfuse3
+import trio
 
 from zramd.core import attrs
 from zramd.core.device import ZramDevice
-from zramd.core.errors import ZramError
+from zramd.core.errors import DeviceBusy, ZramError
+from zramd.core.kparse import store_buffer
 from zramd.core.units import PAGE_SIZE
+from zramd.host.rundir import CONTROL_NAME, DEVICE_PREFIX
+from zramd.serve.block import BlockDevices
 
 log = logging.getLogger(__name__)
 
-ROOT_INODE = pyfuse3.ROOT_INODE
-DISK_NAME = "disk"
-SYS_NAME = "sys"
 # fallocate modes (linux/falloc.h); pyfuse3 exports them only when built with fallocate support.
 FALLOC_FL_KEEP_SIZE = 0x01
 FALLOC_FL_PUNCH_HOLE = 0x02
@@ -82,14 +101,29 @@ def replies_errno(handler: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+ROOT_INODE = pyfuse3.ROOT_INODE
+CONTROL_INODE = 2
+CONTROL_FILE_INODE = 3  # the control directory's files take the inodes from here
+DEVICE_INODE_BASE = 1000  # device N's directory is inode 1000 + 100 N, its files follow it
+DEVICE_INODE_SPAN = 100
+INODE_MASK = (1 << 32) - 1  # an attribute handle is its inode plus a render key above bit 32
+MAX_TASKS = 8  # serving tasks: see the module docstring
+MAX_LIFECYCLE_WAITERS = MAX_TASKS - 2
+DISK_NAME = "disk"
+BLOCK_DEVICE_NAME = "block_device"
+
+DIR, DISK, ATTRIBUTE, FILE, HOT_ADD, HOT_REMOVE = "dir", "disk", "attribute", "file", "hot_add", "hot_remove"
+
+
 @dataclass(slots=True)
 class Node:
     """One entry of the tree.
 
     Attributes:
         inode: its inode number.  name: its name in the parent.  parent: the parent's inode.
-        mode: file type and permission bits.  attribute: the attribute a `sys/` file serves.
-        show: for extra read-only files, the function that renders them.
+        mode: file type and permission bits.  kind: what it is (`DIR`, `DISK`, `ATTRIBUTE`,
+        `FILE`, `HOT_ADD`, `HOT_REMOVE`).  device_id: the device it belongs to (-1: none).
+        attribute: the attribute an `ATTRIBUTE` serves.  show: what a `FILE` renders.
         children: for directories, name -> inode.
     """
 
@@ -97,27 +131,39 @@ class Node:
     name: str
     parent: int
     mode: int
+    kind: str
+    device_id: int = -1
     attribute: attrs.Attribute | None = None
     show: Callable[[], str] | None = None
     children: dict[str, int] = field(default_factory=dict)
 
+    @property
+    def readable(self) -> bool:
+        if self.kind == ATTRIBUTE:
+            return self.attribute is not None and self.attribute.readable
+        return self.kind in (FILE, HOT_ADD, DISK)
 
-@dataclass(slots=True)
-class OpenFile:
-    """An open file handle: which node, and whether it was opened for the disk."""
+    @property
+    def writable(self) -> bool:
+        if self.kind == ATTRIBUTE:
+            return self.attribute is not None and self.attribute.writable
+        return self.kind in (HOT_REMOVE, DISK)
 
-    node: Node
-    is_disk: bool
+
+def device_inode(device_id: int) -> int:
+    return DEVICE_INODE_BASE + device_id * DEVICE_INODE_SPAN
 
 
 class ZramOperations(pyfuse3.Operations):
-    """pyfuse3 operations over one `ZramDevice`.
+    """pyfuse3 operations over a set of `ZramDevice`s and their block devices.
 
     Attributes:
-        device: the device served.
-        extra_files: read-only files added to `sys/` beside the attributes, as name -> render
-            function (e.g. ``daemon`` for the hardening self-check).
-        attributes: the attribute files of `sys/` (the kernel's, plus zramd's own additions).
+        devices: device id -> device.
+        new_device: makes the device of a ``hot_add``.
+        mountpoint: the real path of the mount (the disk files' paths, as the kernel sees them).
+        blocks: the devices' loop devices, or None to serve without block devices (tests).
+        attributes: each device's attribute files (the kernel's, plus zramd's own additions).
+        control_files: read-only files of the control directory, name -> render function.
     """
 
     supports_dot_lookup = False
@@ -125,37 +171,81 @@ class ZramOperations(pyfuse3.Operations):
 
     def __init__(
         self,
-        device: ZramDevice,
-        extra_files: dict[str, Callable[[], str]] | None = None,
+        new_device: Callable[[], ZramDevice] = ZramDevice,
+        mountpoint: str = "",
+        blocks: BlockDevices | None = None,
         attributes: tuple[attrs.Attribute, ...] = attrs.ATTRIBUTES,
+        control_files: dict[str, Callable[[], str]] | None = None,
     ) -> None:
         super().__init__()
-        self.device = device
+        self.new_device = new_device
+        self.mountpoint = mountpoint
+        self.blocks = blocks
+        self.attributes = attributes
+        self.devices: dict[int, ZramDevice] = {}
         self.uid = os.getuid()
         self.gid = os.getgid()
         self.started_ns = time.time_ns()
-        self.disk_mtime_ns = self.started_ns
+        self.disk_mtime_ns: dict[int, int] = {}
         self.nodes: dict[int, Node] = {}
-        self.handles: dict[int, OpenFile] = {}
-        self._next_fh = 1
+        self.rendered: dict[int, bytes] = {}  # attribute handle -> the text its last read at 0 rendered
+        self._next_render_key = 1
         self._read_buffer = bytearray(READ_BUFFER)
-        root = self._add(ROOT_INODE, "", ROOT_INODE, stat.S_IFDIR | 0o755)
-        self.disk = self._add(2, DISK_NAME, root.inode, stat.S_IFREG | 0o600)
-        sysdir = self._add(3, SYS_NAME, root.inode, stat.S_IFDIR | 0o755)
-        inode = 10
-        for attribute in attributes:
-            self._add(inode, attribute.name, sysdir.inode, stat.S_IFREG | attribute.mode, attribute=attribute)
-            inode += 1
-        for name, show in (extra_files or {}).items():
-            self._add(inode, name, sysdir.inode, stat.S_IFREG | 0o444, show=show)
-            inode += 1
+        self._lifecycle_lock = trio.Lock()
+        self._lifecycle_waiters = 0
+        root = self._add(ROOT_INODE, "", ROOT_INODE, stat.S_IFDIR | 0o755, DIR)
+        control = self._add(CONTROL_INODE, CONTROL_NAME, root.inode, stat.S_IFDIR | 0o755, DIR)
+        self._add(CONTROL_FILE_INODE, "hot_add", control.inode, stat.S_IFREG | 0o444, HOT_ADD)
+        self._add(CONTROL_FILE_INODE + 1, "hot_remove", control.inode, stat.S_IFREG | 0o200, HOT_REMOVE)
+        for offset, (name, show) in enumerate((control_files or {}).items(), start=2):
+            self._add(CONTROL_FILE_INODE + offset, name, control.inode, stat.S_IFREG | 0o444, FILE, show=show)
 
-    def _add(self, inode: int, name: str, parent: int, mode: int, **kwargs: Any) -> Node:
-        node = Node(inode, name, parent, mode, **kwargs)
+    # ------------------------------------------------------------------ the tree
+
+    def _add(self, inode: int, name: str, parent: int, mode: int, kind: str, **kwargs: Any) -> Node:
+        node = Node(inode, name, parent, mode, kind, **kwargs)
         self.nodes[inode] = node
         if inode != parent:
             self.nodes[parent].children[name] = inode
         return node
+
+    def add_device(self, device: ZramDevice | None = None) -> int:
+        """Add a device under the lowest free id (the kernel's idr) and its directory; returns
+        the id. Its block device is attached separately (`hot_add` does both)."""
+        device_id = 0
+        while device_id in self.devices:
+            device_id += 1
+        device = device if device is not None else self.new_device()
+        self.devices[device_id] = device
+        self.disk_mtime_ns[device_id] = time.time_ns()
+        base = device_inode(device_id)
+        self._add(base, f"{DEVICE_PREFIX}{device_id}", ROOT_INODE, stat.S_IFDIR | 0o755, DIR)
+        self._add(base + 1, DISK_NAME, base, stat.S_IFREG | 0o600, DISK, device_id=device_id)
+        inode = base + 2
+        for attribute in self.attributes:
+            mode = stat.S_IFREG | attribute.mode
+            self._add(inode, attribute.name, base, mode, ATTRIBUTE, device_id=device_id, attribute=attribute)
+            inode += 1
+        self._add(inode, BLOCK_DEVICE_NAME, base, stat.S_IFREG | 0o444, FILE, device_id=device_id,
+                  show=functools.partial(self._show_block_device, device_id))  # fmt: skip
+        assert inode < base + DEVICE_INODE_SPAN, "too many attributes for a device's inode span"
+        return device_id
+
+    def _drop_device(self, device_id: int) -> None:
+        base = device_inode(device_id)
+        directory = self.nodes.pop(base)
+        for inode in directory.children.values():
+            del self.nodes[inode]
+        del self.nodes[ROOT_INODE].children[directory.name]
+        del self.devices[device_id]
+        del self.disk_mtime_ns[device_id]
+
+    def _show_block_device(self, device_id: int) -> str:
+        return (self.blocks.path_of(device_id) if self.blocks else "") + "\n"
+
+    def disk_path(self, device_id: int) -> str:
+        """Device `device_id`'s disk file, as the kernel names it (no lookup: never stat it)."""
+        return os.path.join(self.mountpoint, f"{DEVICE_PREFIX}{device_id}", DISK_NAME)
 
     def _node(self, inode: int) -> Node:
         try:
@@ -163,14 +253,24 @@ class ZramOperations(pyfuse3.Operations):
         except KeyError:
             raise pyfuse3.FUSEError(errno.ENOENT) from None
 
+    def _handle_node(self, fh: int) -> Node:
+        """The node of an open handle; ENODEV once its device is removed (as sysfs answers)."""
+        node = self.nodes.get(fh & INODE_MASK)
+        if node is None:
+            raise pyfuse3.FUSEError(errno.ENODEV if fh & INODE_MASK >= DEVICE_INODE_BASE else errno.EBADF)
+        return node
+
+    def _device(self, node: Node) -> ZramDevice:
+        return self.devices[node.device_id]
+
     # ------------------------------------------------------------------ metadata
 
     def _attributes(self, node: Node) -> pyfuse3.EntryAttributes:
         entry = pyfuse3.EntryAttributes()
         entry.st_ino = node.inode
         entry.st_mode = node.mode
-        if stat.S_ISDIR(node.mode):
-            subdirectories = [c for c in node.children.values() if stat.S_ISDIR(self.nodes[c].mode)]
+        if node.kind == DIR:
+            subdirectories = [c for c in node.children.values() if self.nodes[c].kind == DIR]
             entry.st_nlink = 2 + len(subdirectories)
         else:
             entry.st_nlink = 1
@@ -179,12 +279,13 @@ class ZramOperations(pyfuse3.Operations):
         entry.st_blksize = PAGE_SIZE
         entry.st_atime_ns = entry.st_ctime_ns = self.started_ns
         entry.st_mtime_ns = self.started_ns
-        if node is self.disk:
-            entry.st_size = self.device.disksize
+        if node.kind == DISK:
+            device = self._device(node)
+            entry.st_size = device.disksize
             # Blocks actually used: the pool's memory, so `du disk` answers "how much RAM".
-            entry.st_blocks = self.device.statistics().pool_pages * (PAGE_SIZE // 512)
-            entry.st_mtime_ns = entry.st_ctime_ns = self.disk_mtime_ns
-        elif stat.S_ISREG(node.mode):
+            entry.st_blocks = device.statistics().pool_pages * (PAGE_SIZE // 512)
+            entry.st_mtime_ns = entry.st_ctime_ns = self.disk_mtime_ns[node.device_id]
+        elif node.kind != DIR:
             entry.st_size = attrs.SYSFS_FILE_SIZE
         else:
             entry.st_size = 0
@@ -223,7 +324,7 @@ class ZramOperations(pyfuse3.Operations):
         node = self._node(inode)
         # The disk has the fixed size of the device; "truncating" it to its own size (what an
         # O_TRUNC open of an empty, uninitialised disk does) is the only size change allowed.
-        if fields.update_size and (node is not self.disk or attr.st_size != self.device.disksize):
+        if fields.update_size and (node.kind != DISK or attr.st_size != self._device(node).disksize):
             raise pyfuse3.FUSEError(errno.EPERM)
         if fields.update_mode or fields.update_uid or fields.update_gid:
             raise pyfuse3.FUSEError(errno.EPERM)
@@ -233,7 +334,7 @@ class ZramOperations(pyfuse3.Operations):
     async def statfs(self, ctx: pyfuse3.RequestContext) -> pyfuse3.StatvfsData:
         data = pyfuse3.StatvfsData()
         data.f_bsize = data.f_frsize = PAGE_SIZE
-        data.f_blocks = self.device.disksize // PAGE_SIZE
+        data.f_blocks = sum(device.disksize for device in self.devices.values()) // PAGE_SIZE
         data.f_bfree = data.f_bavail = 0
         data.f_files = len(self.nodes)
         data.f_ffree = data.f_favail = 0
@@ -245,7 +346,7 @@ class ZramOperations(pyfuse3.Operations):
     @replies_errno
     async def opendir(self, inode: int, ctx: pyfuse3.RequestContext) -> int:
         node = self._node(inode)
-        if not stat.S_ISDIR(node.mode):
+        if node.kind != DIR:
             raise pyfuse3.FUSEError(errno.ENOTDIR)
         return inode
 
@@ -270,71 +371,149 @@ class ZramOperations(pyfuse3.Operations):
     @replies_errno
     async def open(self, inode: int, flags: int, ctx: pyfuse3.RequestContext) -> pyfuse3.FileInfo:
         node = self._node(inode)
-        if stat.S_ISDIR(node.mode):
+        if node.kind == DIR:
             raise pyfuse3.FUSEError(errno.EISDIR)
-        info = pyfuse3.FileInfo()
         access = flags & os.O_ACCMODE
-        is_disk = node is self.disk
-        if not is_disk:
-            readable = node.show is not None or (node.attribute is not None and node.attribute.readable)
-            writable = node.attribute is not None and node.attribute.writable
-            if (access in (os.O_RDONLY, os.O_RDWR) and not readable) or (
-                access in (os.O_WRONLY, os.O_RDWR) and not writable
-            ):
-                raise pyfuse3.FUSEError(errno.EACCES)  # kernfs refuses these even for root
-            info.direct_io = True
-        else:
-            self.device.open_disk()
+        if (access in (os.O_RDONLY, os.O_RDWR) and not node.readable) or (
+            access in (os.O_WRONLY, os.O_RDWR) and not node.writable
+        ):
+            raise pyfuse3.FUSEError(errno.EACCES)  # kernfs refuses these even for root
+        info = pyfuse3.FileInfo()
+        if node.kind == DISK:
+            info.fh = inode  # stateless: the handle is the inode
             info.keep_cache = False
-        fh = self._next_fh
-        self._next_fh += 1
-        self.handles[fh] = OpenFile(node, is_disk)
-        info.fh = fh
+        else:
+            info.fh = (self._next_render_key << 32) | inode
+            self._next_render_key += 1
+            info.direct_io = True
         return info
-
-    def _handle(self, fh: int) -> OpenFile:
-        try:
-            return self.handles[fh]
-        except KeyError:
-            raise pyfuse3.FUSEError(errno.EBADF) from None
 
     @replies_errno
     async def read(self, fh: int, off: int, size: int) -> bytes | memoryview:  # type: ignore[override]
         # pyfuse3's stub says bytes, but it replies from any contiguous buffer (PyObject_GetBuffer).
-        handle = self._handle(fh)
-        if handle.is_disk:
-            # One request at a time (max_tasks=1), and pyfuse3 copies the reply out before the
+        node = self._handle_node(fh)
+        if node.kind == DISK:
+            # Handlers that do I/O never await, and pyfuse3 copies the reply out before the
             # next handler runs, so one preallocated buffer serves every read.
-            return self.device.read_view(off, size, self._read_buffer)
-        node = handle.node
+            return self._device(node).read_view(off, size, self._read_buffer)
+        text = self.rendered.get(fh)
+        if off == 0 or text is None:  # a first read past 0 renders too, as seq_file does
+            text = self.rendered[fh] = (await self._render(node)).encode()
+        return text[off : off + size]
+
+    async def _render(self, node: Node) -> str:
+        if node.kind == HOT_ADD:
+            return f"{await self.hot_add()}\n"
         if node.show is not None:
-            text = node.show()
-        else:
-            assert node.attribute is not None and node.attribute.show is not None
-            text = node.attribute.show(self.device)
-        return text.encode()[off : off + size]
+            return node.show()
+        if not node.readable:
+            raise pyfuse3.FUSEError(errno.EACCES)
+        assert node.attribute is not None and node.attribute.show is not None
+        return node.attribute.show(self._device(node))
 
     @replies_errno
     async def write(self, fh: int, off: int, buf: bytes) -> int:
-        handle = self._handle(fh)
-        if handle.is_disk:
-            written = self.device.write(off, buf)
-            self.disk_mtime_ns = time.time_ns()
+        node = self._handle_node(fh)
+        if node.kind == DISK:
+            written = self._device(node).write(off, buf)
+            self.disk_mtime_ns[node.device_id] = time.time_ns()
             return written
-        assert handle.node.attribute is not None
-        size_before = self.device.disksize
-        count = handle.node.attribute.write(self.device, buf)
-        if self.device.disksize != size_before:
-            self._invalidate_disk_size()
-        return count
+        if not buf:
+            return 0  # sysfs: a zero-length write does nothing
+        if node.kind == HOT_REMOVE:
+            await self.hot_remove(attrs.parse_hot_remove(store_buffer(buf)))
+            return min(len(buf), PAGE_SIZE)
+        if not node.writable:
+            raise pyfuse3.FUSEError(errno.EACCES)
+        assert node.attribute is not None
+        if node.attribute.name == "reset":
+            attrs.parse_reset(store_buffer(buf))  # EINVAL before EBUSY, as the kernel checks
+            await self.reset(node.device_id)
+            return min(len(buf), PAGE_SIZE)
+        if node.attribute.name == "disksize":
+            return await self._write_disksize(node, buf)
+        return node.attribute.write(self._device(node), buf)
 
-    def _invalidate_disk_size(self) -> None:
-        """Tell the kernel the disk's size changed (cached attributes only, no page locks)."""
+    async def _write_disksize(self, node: Node, buf: bytes) -> int:
+        assert node.attribute is not None
+        async with self._lifecycle():
+            device = self._device(node)
+            count = node.attribute.write(device, buf)
+            await self._disksize_changed(node.device_id)
+            return count
+
+    async def _disksize_changed(self, device_id: int) -> None:
+        """Tell the kernel the disk's size changed, and make the block device follow it before
+        the write that changed it returns (scripts run mkswap right after)."""
+        self._invalidate_attributes(device_inode(device_id) + 1)
+        if self.blocks is not None:
+            await self.blocks.follow_disksize(device_id)
+
+    def _invalidate_attributes(self, inode: int) -> None:
+        """Drop the kernel's cached attributes of `inode` (no page locks taken)."""
         try:
-            pyfuse3.invalidate_inode(self.disk.inode, attr_only=True)
-        except OSError as exc:  # ENOENT: the kernel has not looked the disk up yet
+            pyfuse3.invalidate_inode(inode, attr_only=True)
+        except OSError as exc:  # ENOENT: the kernel has not looked it up yet
             if exc.errno != errno.ENOENT:
-                log.warning("could not invalidate the disk's cached size: %s", exc)
+                log.warning("could not invalidate the cached attributes of inode %d: %s", inode, exc)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @asynccontextmanager
+    async def _lifecycle(self) -> AsyncIterator[None]:
+        """One lifecycle request at a time; EBUSY rather than let waiters take every task."""
+        if self._lifecycle_waiters >= MAX_LIFECYCLE_WAITERS:
+            raise DeviceBusy("too many device changes in flight; try again")
+        self._lifecycle_waiters += 1
+        try:
+            async with self._lifecycle_lock:
+                yield
+        finally:
+            self._lifecycle_waiters -= 1
+
+    async def hot_add(self) -> int:
+        """Create the next device with its block device; returns its id."""
+        async with self._lifecycle():
+            device_id = self.add_device()
+            if self.blocks is not None:
+                try:
+                    await self.blocks.attach(device_id, self.disk_path(device_id))
+                except BaseException:
+                    self._drop_device(device_id)
+                    raise
+            return device_id
+
+    async def reset(self, device_id: int) -> None:
+        """Reset a device, as ``reset_store`` does: EBUSY while its block device is in use
+        (claimed for the duration, so nothing opens it meanwhile); its capacity becomes 0."""
+        async with self._lifecycle():
+            device = self.devices[device_id]
+            if self.blocks is not None:
+                async with self.blocks.claim(device_id):
+                    device.reset()
+                    await self._disksize_changed(device_id)
+            else:
+                device.reset()
+                self._invalidate_attributes(device_inode(device_id) + 1)
+
+    async def hot_remove(self, device_id: int) -> None:
+        """Remove an unused device: ENODEV if unknown, EBUSY while in use."""
+        async with self._lifecycle():
+            device = self.devices.get(device_id)
+            if device is None:
+                raise pyfuse3.FUSEError(errno.ENODEV)
+            if self.blocks is not None:
+                async with self.blocks.claim(device_id):
+                    await self.blocks.detach(device_id)
+            device.reset()
+            name = f"{DEVICE_PREFIX}{device_id}"
+            self._drop_device(device_id)
+            try:
+                pyfuse3.invalidate_entry_async(ROOT_INODE, os.fsencode(name), ignore_enoent=True)
+            except Exception as exc:  # no session (tests) or a closing one
+                log.debug("invalidating %s: %s", name, exc)
+
+    # ------------------------------------------------------------------ the disk
 
     @replies_errno
     async def fallocate(self, fh: int, mode: int, offset: int, length: int) -> None:
@@ -343,28 +522,28 @@ class ZramOperations(pyfuse3.Operations):
         A loop device sends exactly these two (modes 3 and 17); it must never be refused them, or
         it silently turns discard off. Every other mode is EOPNOTSUPP, like on a block device;
         a range reaching past the end without KEEP_SIZE is EINVAL (the disk cannot grow)."""
-        handle = self._handle(fh)
-        if not handle.is_disk or mode not in FALLOCATE_MODES:
+        node = self._handle_node(fh)
+        if node.kind != DISK or mode not in FALLOCATE_MODES:
             raise pyfuse3.FUSEError(errno.EOPNOTSUPP)
-        if offset + length > self.device.disksize and not mode & FALLOC_FL_KEEP_SIZE:
+        device = self._device(node)
+        if offset + length > device.disksize and not mode & FALLOC_FL_KEEP_SIZE:
             raise pyfuse3.FUSEError(errno.EINVAL)
-        self.device.discard(offset, length, write_zeroes=bool(mode & FALLOC_FL_ZERO_RANGE))
-        self.disk_mtime_ns = time.time_ns()
+        device.discard(offset, length, write_zeroes=bool(mode & FALLOC_FL_ZERO_RANGE))
+        self.disk_mtime_ns[node.device_id] = time.time_ns()
 
     @replies_errno
     async def flush(self, fh: int) -> None:
-        self._handle(fh)
+        self._handle_node(fh)
 
     @replies_errno
     async def fsync(self, fh: int, datasync: bool) -> None:
-        if self._handle(fh).is_disk:
-            self.device.flush()
+        node = self._handle_node(fh)
+        if node.kind == DISK:
+            self._device(node).flush()
 
     @replies_errno
     async def release(self, fh: int) -> None:
-        handle = self.handles.pop(fh, None)
-        if handle is not None and handle.is_disk:
-            self.device.close_disk()
+        self.rendered.pop(fh, None)
 
     # ------------------------------------------------------------------ refused namespace changes
 

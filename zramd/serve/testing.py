@@ -1,7 +1,7 @@
 """Test and benchmark devices, kept out of the driver: the no-op ceiling and fault injection.
 
 Owns: `NoopDevice` (``zramd run --noop``: the benchmark's ceiling, the same FUSE front end over a
-device that stores nothing) and `FaultInjector` with its ``sys/fault_inject`` attribute, which the
+device that stores nothing) and `FaultInjector` with its ``zramN/fault_inject`` attribute, which the
 daemon adds only when started with ``ZRAMD_FAULT_INJECTION=1``. Fault injection goes through the
 device's `fault_hook`, the one hook the driver keeps for it, so it works the same whichever
 implementation of the per-page path runs.
@@ -11,6 +11,7 @@ Must not: be used by a daemon serving real data unless one of those two was aske
 from __future__ import annotations
 
 import os
+import weakref
 
 from zramd.core.attrs import Attribute
 from zramd.core.device import ZramDevice
@@ -78,11 +79,16 @@ class FaultInjector:
             pool.write(location, bytes((i * 7 + 1) & 0xFF for i in range(size)))
 
 
-def fault_inject_attribute(injector: FaultInjector) -> Attribute:
-    """``sys/fault_inject`` (write-only): ``compress N`` / ``decompress N`` make the next N
-    (de)compressions fail; ``corrupt PAGE`` garbles the stored object of page PAGE."""
+def fault_inject_attribute() -> Attribute:
+    """``zramN/fault_inject`` (write-only): ``compress N`` / ``decompress N`` make the next N
+    (de)compressions fail; ``corrupt PAGE`` garbles the stored object of page PAGE. Each device
+    gets its own injector on first use."""
+    injectors: weakref.WeakKeyDictionary[ZramDevice, FaultInjector] = weakref.WeakKeyDictionary()
 
     def store(device: ZramDevice, text: str) -> None:
+        injector = injectors.get(device)
+        if injector is None:
+            injector = injectors[device] = FaultInjector(device)
         words = text.split()
         if len(words) != 2 or not words[1].isdigit():
             raise InvalidArgument("expected 'compress N', 'decompress N' or 'corrupt PAGE'")
