@@ -15,6 +15,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -366,3 +367,62 @@ def test_start_recovers_the_block_devices_a_killed_daemon_left_in_use(
     assert {device.path for device in bound_under(str(path))} == {Mount(path).block}  # only the new one
     assert sorted(os.listdir(path)) == ["zram-control", "zram0"]
     zramd("stop", str(path))
+
+
+def test_a_device_can_start_uninitialised_and_be_set_up_through_its_files(tmp_path: Path) -> None:
+    with zramd_mount(tmp_path / "m", "--size", "0") as mount:
+        assert mount.attr("initstate") == "0\n" and os.stat(mount.disk).st_size == 0
+        block = mount.block
+        with open(block, "rb") as f:
+            assert f.seek(0, os.SEEK_END) == 0  # the block device follows: no capacity yet
+        mount.set("comp_algorithm", "lz4")
+        mount.set("mem_limit", "8M")
+        mount.set("disksize", "16M")
+        with open(block, "rb") as f:
+            assert f.seek(0, os.SEEK_END) == 16 * MiB  # already when the write returned
+        assert mount.attr("comp_algorithm") == "lzo [lz4] \n"
+        assert mount.mm_stat()[3] == 8 * MiB
+
+
+def test_concurrent_lifecycle_requests_all_complete(tmp_path: Path) -> None:
+    """Many hot_adds, disksize writes and resets at once: each waits for the kernel (a loop
+    device to attach or resize) while the daemon keeps serving, and none may hang."""
+    with zramd_mount(tmp_path / "m", "--size", "0") as mount:
+        added: list[int] = []
+
+        def hot_add() -> None:
+            added.append(int((mount.control / "hot_add").read_text()))
+
+        threads = [threading.Thread(target=hot_add) for _ in range(12)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        assert not any(thread.is_alive() for thread in threads), "a hot_add hung"
+        assert sorted(added) == list(range(1, 13))
+
+        failures: list[str] = []
+
+        def resize(device_id: int) -> None:
+            device = mount.device(device_id)
+            try:
+                device.set("disksize", f"{device_id + 1}M")
+                with open(device.block, "rb") as f:
+                    size = f.seek(0, os.SEEK_END)
+                if size != (device_id + 1) * MiB:
+                    failures.append(f"zram{device_id}: block device of {size} bytes")
+                device.set("reset", "1")
+            except OSError as exc:
+                failures.append(f"zram{device_id}: {exc}")
+
+        threads = [threading.Thread(target=resize, args=(n,)) for n in range(13)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        assert not any(thread.is_alive() for thread in threads), "a disksize or reset hung"
+        assert not failures, failures
+        assert all(mount.device(n).attr("initstate") == "0\n" for n in range(13))
+        for n in range(1, 13):
+            (mount.control / "hot_remove").write_text(str(n))
+        assert sorted(os.listdir(mount.path)) == ["zram-control", "zram0"]

@@ -148,9 +148,14 @@ class Daemon:
             nursery.start_soon(self._watch_signals)
             nursery.start_soon(self._collect_garbage)
             nursery.start_soon(self._attach_and_announce)
-            # Handlers that do I/O never await, so they still run one at a time, in order; the
-            # extra tasks serve the kernel while a lifecycle request waits for it.
-            await pyfuse3.main(min_tasks=1, max_tasks=MAX_TASKS)
+            # Handlers that do I/O never await, so they run one at a time, in order; a lifecycle
+            # request that waits for the kernel has a stand-in serve meanwhile (ops.MAX_TASKS).
+            assert self.ops is not None
+            self.ops.serving = True
+            try:
+                await pyfuse3.main(min_tasks=1, max_tasks=MAX_TASKS)
+            finally:
+                self.ops.serving = False
             nursery.cancel_scope.cancel()
 
     async def _attach_and_announce(self) -> None:
