@@ -30,12 +30,14 @@ LAYERS: dict[str, int] = {
     # the core: stdlib and codecs only
     "zramd.core.units": 0,
     "zramd.core.errors": 0,
+    "zramd.core.records": 0,
     "zramd.core.kparse": 1,
     "zramd.core.compress": 1,
     "zramd.core.size_classes": 1,
     "zramd.core.pool": 2,
     "zramd.core.device": 3,
     "zramd.core.attrs": 4,
+    "zramd.core.engine": 4,
     "zramd.core": 5,
     # the host: paths, mounts, processes, attribute directories read from outside
     "zramd.host.rundir": 10,

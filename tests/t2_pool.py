@@ -18,7 +18,9 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from zramd.core import attrs
-from zramd.core.pool import OBJ_INDEX_BITS, PoolExhausted, ZsPool
+from zramd.core.engine import ZsPool
+from zramd.core.pool import OBJ_INDEX_BITS
+from zramd.core.records import PoolExhausted
 from zramd.core.size_classes import HANDLE_SIZE, SizeClassTable, chain_length, class_index
 from zramd.core.units import PAGE_SIZE
 

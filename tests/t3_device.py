@@ -20,8 +20,9 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 from zramd.core import attrs, compress
-from zramd.core.device import MmStat, ZramDevice
+from zramd.core.engine import ZramDevice
 from zramd.core.errors import DeviceBusy, InvalidArgument, IOFailure, NoMemory, NoSpace
+from zramd.core.records import MmStat
 from zramd.core.size_classes import SizeClassTable
 from zramd.core.units import PAGE_SIZE
 

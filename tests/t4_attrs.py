@@ -21,7 +21,7 @@ import pytest
 from tests.kernel_zram import kernel_zram_unavailable
 from tests.mount_util import zramd_mount
 from zramd.core import attrs
-from zramd.core.device import ZramDevice
+from zramd.core.engine import ZramDevice
 from zramd.core.errors import ZramError
 
 MiB = 1 << 20

@@ -24,7 +24,7 @@ import trio
 import trio.testing
 
 from zramd.core import attrs
-from zramd.core.device import ZramDevice
+from zramd.core.engine import ZramDevice
 from zramd.core.units import PAGE_SIZE
 from zramd.serve import ops as ops_module
 from zramd.serve.ops import (

@@ -31,6 +31,7 @@ from tests.mount_util import (
     zramd,
     zramd_mount,
 )
+from zramd.core import engine
 from zramd.host.loop import bound_under
 from zramd.host.mounts import DEAD_MOUNT_ERRNOS, mount_entry, swap_devices
 from zramd.host.processes import daemon_pid
@@ -60,6 +61,7 @@ def test_tree_shape_and_disk_file(tmp_path: Path) -> None:
         report = dict(line.split(": ", 1) for line in (mount.control / "daemon").read_text().splitlines())
         assert int(report["pid"]) == mount.pid
         assert report["devices"] == "zram0"
+        assert report["core"].startswith(engine.IMPLEMENTATION + " ("), report["core"]  # the daemon's build
 
 
 def test_unwritten_pages_read_as_zeros_and_cost_nothing(tmp_path: Path) -> None:

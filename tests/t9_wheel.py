@@ -9,6 +9,7 @@ installed `zramd` command.
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import venv
@@ -106,6 +107,8 @@ def test_the_installed_command_starts_and_stops_a_device(
         assert "[lz4]" in (device / "comp_algorithm").read_text()
         daemon = (mountpoint / "zram-control" / "daemon").read_text()
         assert "fallocate: yes" in daemon, daemon
+        if shutil.which("cc") is not None:  # pip built the compiled core into the wheel
+            assert "core: compiled (built from the current source)" in daemon, daemon
         with open(device / "disk", "r+b") as disk:
             disk.write(b"zramd from a wheel\n" * 200)
             disk.flush()

@@ -35,6 +35,7 @@ from zramd.host.mounts import (
 from zramd.host.processes import daemon_pid, pid_alive
 from zramd.host.rundir import RUN_DIR, block_link_dir, logfile_for, pidfile_for
 from zramd.host.settings import ServeConfig
+from zramd.host.sysdir import SysDir
 
 
 def start(config: ServeConfig, log_level: str = "info", timeout: float = 30) -> str:
@@ -153,7 +154,8 @@ def stop(mountpoint: str, timeout: float = 30, force: bool = False) -> str:
 
 @dataclass(frozen=True, slots=True)
 class StatusRow:
-    """One device: zramctl's default columns, plus its directory, block device and raw mm_stat.
+    """One device: zramctl's default columns, plus its directory, block device, the build of the
+    per-page path its daemon runs (``compiled (...)`` or ``python (...)``) and its raw mm_stat.
 
     `name` is the block device's predictable link (zramctl shows /dev/zramN); `mountpoint` is
     where a filesystem on it is mounted, ``[SWAP]``, or empty.
@@ -169,6 +171,7 @@ class StatusRow:
     mountpoint: str
     directory: str
     block_device: str
+    core: str
     mm_stat: list[int]
 
     def as_dict(self) -> dict[str, object]:
@@ -191,6 +194,12 @@ def _used_by(block: str) -> str:
     return mounted[0] if mounted else ""
 
 
+def _daemon_report(root: str) -> dict[str, str]:
+    """The key: value lines of ``ROOT/zram-control/daemon``."""
+    text = SysDir(Path(root) / "zram-control").read("daemon")
+    return dict(line.split(": ", 1) for line in text.splitlines() if ": " in line)
+
+
 def status(mountpoints: list[str]) -> list[StatusRow]:
     """A row for every device of the given roots (default: every zramd mount)."""
     roots = [os.path.abspath(m) for m in mountpoints] or zramd_mounts()
@@ -199,6 +208,7 @@ def status(mountpoints: list[str]) -> list[StatusRow]:
         require_zramd_mount(root)
         if is_dead_mount(root):
             raise UserError(f"{root} is a dead zramd mount (its daemon was killed); run 'zramd stop' on it")
+        core = _daemon_report(root).get("core", "")
         for ref in devices_of(root):
             sysdir = ref.sysdir
             mm = sysdir.mm_stat()
@@ -215,6 +225,7 @@ def status(mountpoints: list[str]) -> list[StatusRow]:
                     mountpoint=_used_by(block),
                     directory=str(ref.directory),
                     block_device=block,
+                    core=core,
                     mm_stat=mm,
                 )
             )

@@ -14,9 +14,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from zramd.core.attrs import format_classes
-from zramd.core.device import MmStat, ZramDevice, is_huge, pool_pages_for
+from zramd.core.device import is_huge, pool_pages_for
+from zramd.core.engine import ZramDevice, ZsPool
 from zramd.core.errors import UserError
-from zramd.core.pool import ZsPool
+from zramd.core.records import MmStat
 from zramd.core.units import PAGE_SHIFT, PAGE_SIZE, format_size, round_up_to_page
 
 CHUNK = 1 << 20

@@ -16,10 +16,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 
 from zramd.core import compress
-from zramd.core.device import BlockStat, IoStat, MmStat, ZramDevice
+from zramd.core.device import ZramDevice
 from zramd.core.errors import ArgumentTooLong, DeviceBusy, InvalidArgument, NoMemory
 from zramd.core.kparse import U64_MASK, kstrtoint, kstrtou16, kstrtoull, memparse, store_buffer
-from zramd.core.pool import ClassStats
+from zramd.core.records import BlockStat, ClassStats, IoStat, MmStat
 from zramd.core.units import PAGE_SIZE
 
 ALGO_NAME_MAX = 128  # ZRAM_MAX_ALGO_NAME_SZ: names this long or longer get E2BIG

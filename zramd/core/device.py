@@ -22,11 +22,20 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from zramd.core import compress
 from zramd.core.errors import DeviceBusy, InvalidArgument, IOFailure, NoMemory, NoSpace
-from zramd.core.pool import ClassStats, PoolExhausted, ReservedArrays, ZsPool, empty_class_stats
+from zramd.core.pool import ReservedArrays, ZsPool, empty_class_stats
+from zramd.core.records import (
+    BlockStat,
+    ClassStats,
+    DeviceStatistics,
+    FaultHook,
+    IoStat,
+    MmStat,
+    PoolExhausted,
+    RequestStat,
+)
 from zramd.core.size_classes import DEFAULT_CHAIN_SIZE, SizeClassTable
 from zramd.core.units import PAGE_SHIFT, PAGE_SIZE, SECTOR_SHIFT, round_up_to_page
 
@@ -38,70 +47,6 @@ HUGE = 1 << (SIZE_BITS + 1)  # stored uncompressed in the 4096-byte class
 
 ZERO_PAGE = bytes(PAGE_SIZE)
 _WORDS_PER_PAGE = PAGE_SIZE // 8
-
-# A test's fault hook: called as hook(stage, index) right after a page's codec ran ("compress" or
-# "decompress"); whatever it raises is handled exactly like a failure of the codec itself.
-FaultHook = Callable[[str, int], None]
-
-
-@dataclass(frozen=True, slots=True)
-class MmStat:
-    """The nine columns of ``mm_stat``, in the kernel's order (bytes unless noted)."""
-
-    orig_data_size: int
-    compr_data_size: int
-    mem_used_total: int
-    mem_limit: int
-    mem_used_max: int
-    same_pages: int  # count
-    pages_compacted: int  # count
-    huge_pages: int  # count
-    huge_pages_since: int  # count
-
-
-@dataclass(frozen=True, slots=True)
-class IoStat:
-    """The live columns of ``io_stat`` (the retired invalid_io column is not kept)."""
-
-    failed_reads: int
-    failed_writes: int
-    notify_free: int
-
-
-@dataclass(frozen=True, slots=True)
-class RequestStat:
-    """Block-layer accounting of one kind of request: count, 512-byte sectors, service time."""
-
-    ios: int = 0
-    sectors: int = 0
-    nanos: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class BlockStat:
-    """What ``/sys/block/<dev>/stat`` is made of, per kind of request."""
-
-    read: RequestStat
-    write: RequestStat
-    discard: RequestStat
-    flush: RequestStat
-
-
-@dataclass(frozen=True, slots=True)
-class DeviceStatistics:
-    """Every counter of a device, read at one instant under the device lock.
-
-    Attributes:
-        mm: ``mm_stat``.  io: ``io_stat``.  block: the block-layer ``stat``.
-        pages_stored: slots holding data (same-filled ones included).
-        pool_pages: frames the pool holds now (mem_used_total / 4096).
-    """
-
-    mm: MmStat
-    io: IoStat
-    block: BlockStat
-    pages_stored: int
-    pool_pages: int
 
 
 class _RequestCounter:

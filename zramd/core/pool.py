@@ -62,9 +62,9 @@ import mmap
 import struct
 from array import array
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Literal
 
+from zramd.core.records import ClassStats, PoolExhausted
 from zramd.core.size_classes import DEFAULT_CHAIN_SIZE, HANDLE_SIZE, SizeClassTable
 from zramd.core.units import PAGE_SHIFT, PAGE_SIZE
 
@@ -79,35 +79,7 @@ RATIO_100 = 11  # full
 NR_GROUPS = 12
 
 _MAP_NORESERVE = getattr(mmap, "MAP_NORESERVE", 0x4000)  # Linux value; Python 3.11 lacks the name
-_HEADER = struct.Struct("<q")
 IntFormat = Literal["B", "H", "h", "i", "I", "q", "Q"]
-
-
-class PoolExhausted(MemoryError):
-    """The pool has no free frames left for a new zspage (its preset maximum is reached)."""
-
-
-@dataclass(frozen=True, slots=True)
-class ClassStats:
-    """One row of the ``classes`` table (zsmalloc's debugfs ``zs_stats_size_show``).
-
-    Attributes:
-        index: the kernel's class index.  size: object size in bytes.
-        zspages_by_group: zspages in fullness groups 10%..99% and 100% (11 numbers).
-        objs_allocated: object slots in this class's zspages.  objs_used: live objects.
-        pages_used: frames held by the class.  pages_per_zspage: chain length.
-        freeable: pages compaction could free now (``zs_can_compact``).
-    """
-
-    index: int
-    size: int
-    zspages_by_group: tuple[int, ...]
-    objs_allocated: int
-    objs_used: int
-    pages_used: int
-    pages_per_zspage: int
-    objs_per_zspage: int
-    freeable: int
 
 
 def _fullness_group(inuse: int, objs: int) -> int:
@@ -154,7 +126,7 @@ class ZsPool:
             -1, max_pages << PAGE_SHIFT, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | _MAP_NORESERVE
         )
         self._mem = memoryview(self._arena)
-
+        self._words = memoryview(self._arena).cast("q")  # the arena as 8-byte words: object headers
         classes = self.table.classes
         nclasses = len(classes)
         # Per class (indexed by cid).
@@ -163,16 +135,21 @@ class ZsPool:
         self._pages = array("B", [c.pages_per_zspage for c in classes])
         self._objs = array("H", [c.objs_per_zspage for c in classes])
         self._huge_cid = next(c.cid for c in classes if c.huge)
-        # _group_table[cid][inuse]: the fullness group of a zspage with `inuse` live objects.
-        self._group_table = [
-            bytes(_fullness_group(inuse, c.objs_per_zspage) for inuse in range(c.objs_per_zspage + 1))
-            for c in classes
-        ]
+        # _group_of[_group_base[cid] + inuse]: the fullness group of a zspage of class cid with
+        # `inuse` live objects, precomputed for every class in one flat table.
+        bases, table = [], bytearray()
+        for c in classes:
+            bases.append(len(table))
+            table += bytes(
+                _fullness_group(inuse, c.objs_per_zspage) for inuse in range(c.objs_per_zspage + 1)
+            )
+        self._group_base = array("I", bases)
+        self._group_of = bytes(table)
         self._objs_allocated = array("q", bytes(8 * nclasses))
         self._objs_used = array("q", bytes(8 * nclasses))
         self._group_heads = array("i", [-1]) * (nclasses * NR_GROUPS)  # list heads, class*12+group
         self._group_count = array("i", bytes(4 * nclasses * NR_GROUPS))
-        self._nonfull_mask = [0] * nclasses  # bit g set: group g (1..10) has zspages
+        self._nonfull_mask = array("I", bytes(4 * nclasses))  # bit g set: group g (1..10) has zspages
         # Per zspage (indexed by zspage id; at most one zspage per frame). These arrays live in a
         # second reserved mapping, so they cost memory only for the zspage ids actually used.
         self._meta = ReservedArrays(max_pages)
@@ -222,15 +199,15 @@ class ZsPool:
             index = free[zspage]
             if index >= 0:
                 offset = self._object_offset(zspage, cid, index)
-                free[zspage] = _HEADER.unpack_from(self._arena, offset)[0] >> 1
+                free[zspage] = self._words[offset >> 3] >> 1
             else:  # no freed objects: hand out the next never-used one
                 index = self._zs_bump[zspage]
                 self._zs_bump[zspage] = index + 1
                 offset = self._object_offset(zspage, cid, index)
-            _HEADER.pack_into(self._arena, offset, owner << 1 | 1)
+            self._words[offset >> 3] = owner << 1 | 1
         inuse = self._zs_inuse[zspage] + 1
         self._zs_inuse[zspage] = inuse
-        new_group = self._group_table[cid][inuse]
+        new_group = self._group_of[self._group_base[cid] + inuse]
         if new_group != group:
             if group == RATIO_0:
                 self._insert(zspage, cid, new_group)
@@ -256,14 +233,14 @@ class ZsPool:
         else:
             index = location & OBJ_INDEX_MASK
             offset = self._object_offset(zspage, cid, index)
-            _HEADER.pack_into(self._arena, offset, self._zs_free[zspage] << 1)
+            self._words[offset >> 3] = self._zs_free[zspage] << 1
             self._zs_free[zspage] = index
         inuse = self._zs_inuse[zspage] - 1
         self._zs_inuse[zspage] = inuse
         if inuse == 0:
             self._free_zspage(zspage, cid)
             return
-        new_group = self._group_table[cid][inuse]
+        new_group = self._group_of[self._group_base[cid] + inuse]
         if new_group != self._zs_group[zspage]:
             self._move(zspage, cid, new_group)
 
@@ -276,12 +253,12 @@ class ZsPool:
             index = self._zs_free[zspage]
             if index >= 0:
                 offset = self._object_offset(zspage, cid, index)
-                self._zs_free[zspage] = _HEADER.unpack_from(self._arena, offset)[0] >> 1
+                self._zs_free[zspage] = self._words[offset >> 3] >> 1
             else:  # no freed objects: hand out the next never-used one
                 index = self._zs_bump[zspage]
                 offset = self._object_offset(zspage, cid, index)
                 self._zs_bump[zspage] = index + 1
-            _HEADER.pack_into(self._arena, offset, owner << 1 | 1)
+            self._words[offset >> 3] = owner << 1 | 1
         self._zs_inuse[zspage] += 1
         return zspage << OBJ_INDEX_BITS | index
 
@@ -290,7 +267,7 @@ class ZsPool:
             self._zs_huge_owner[zspage] = 0
         else:
             offset = self._object_offset(zspage, cid, index)
-            _HEADER.pack_into(self._arena, offset, self._zs_free[zspage] << 1)
+            self._words[offset >> 3] = self._zs_free[zspage] << 1
             self._zs_free[zspage] = index
         self._zs_inuse[zspage] -= 1
 
@@ -362,7 +339,7 @@ class ZsPool:
         self._objs_allocated[cid] -= self._objs[cid]
 
     def _fullness(self, zspage: int, cid: int) -> int:
-        return self._group_table[cid][self._zs_inuse[zspage]]
+        return self._group_of[self._group_base[cid] + self._zs_inuse[zspage]]
 
     def _move(self, zspage: int, cid: int, group: int) -> None:
         """`_remove` then `_insert` (``fix_fullness_group``'s move), written out in one function
@@ -462,9 +439,7 @@ class ZsPool:
         cid = self._zs_class[zspage]
         if cid == self._huge_cid:
             return self._zs_huge_owner[zspage]
-        header = _HEADER.unpack_from(
-            self._arena, self._object_offset(zspage, cid, location & OBJ_INDEX_MASK)
-        )[0]
+        header = self._words[self._object_offset(zspage, cid, location & OBJ_INDEX_MASK) >> 3]
         if not header & 1:
             raise ValueError(f"location {location:#x} is not an allocated object")
         return int(header >> 1)
@@ -530,7 +505,7 @@ class ZsPool:
         size = self._size[cid]
         objs = self._objs[cid]
         for index in range(self._zs_bump[src]):
-            header = _HEADER.unpack_from(self._arena, self._object_offset(src, cid, index))[0]
+            header = self._words[self._object_offset(src, cid, index) >> 3]
             if not header & 1:
                 continue
             owner = header >> 1
@@ -575,8 +550,8 @@ class ZsPool:
     def metadata_bytes(self) -> int:
         """Bytes of bookkeeping the pool has committed beside the arena: the per-zspage arrays for
         the zspage ids used so far, plus the fixed per-class tables."""
-        per_class = sum(a.itemsize * len(a) for a in (self._group_heads, self._group_count))
-        per_class += sum(a.itemsize * len(a) for a in (self._objs_allocated, self._objs_used))
+        per_class = 4 * (len(self._group_heads) + len(self._group_count))  # "i" arrays
+        per_class += 8 * (len(self._objs_allocated) + len(self._objs_used))  # "q" arrays
         per_zspage = self._meta.bytes_per_entry()
         return per_class + per_zspage * self.zspage_ids_touched
 
@@ -628,10 +603,10 @@ class ZsPool:
         while index != FREE_END:
             assert index not in free and index < self._zs_bump[zspage], "corrupt free list"
             free.add(index)
-            index = _HEADER.unpack_from(self._arena, self._object_offset(zspage, cid, index))[0] >> 1
+            index = self._words[self._object_offset(zspage, cid, index) >> 3] >> 1
         count = 0
         for index in range(self._zs_bump[zspage]):
-            header = _HEADER.unpack_from(self._arena, self._object_offset(zspage, cid, index))[0]
+            header = self._words[self._object_offset(zspage, cid, index) >> 3]
             assert bool(header & 1) != (index in free), f"object {index} tag disagrees with free list"
             if header & 1:
                 live[zspage << OBJ_INDEX_BITS | index] = header >> 1
@@ -639,10 +614,24 @@ class ZsPool:
         return count
 
     def close(self) -> None:
-        """Release the arena and the bookkeeping (the pool is unusable afterwards)."""
+        """Release the arena and the bookkeeping (the pool is unusable afterwards).
+
+        The views of the mappings are first rebound to empty arrays: a compiled build holds a
+        buffer of its own on each, which would keep the mappings from being closed."""
+        self._words = _empty("q")
+        self._zs_class = self._zs_inuse = self._zs_bump = _empty("H")
+        self._zs_group = _empty("B")
+        self._zs_free = _empty("h")
+        self._zs_prev = self._zs_next = self._zs_frames = self._free_ids = self._free_frames = _empty("i")
+        self._zs_huge_owner = _empty("q")
         self._mem.release()
         self._arena.close()
         self._meta.close()
+
+
+def _empty(fmt: IntFormat) -> memoryview[int]:
+    """A writable typed view of no elements."""
+    return memoryview(bytearray()).cast(fmt)
 
 
 def empty_class_stats(table: SizeClassTable) -> list[ClassStats]:

@@ -23,8 +23,8 @@ import pyfuse3
 import trio
 
 from zramd import __version__
-from zramd.core import attrs
-from zramd.core.device import ZramDevice
+from zramd.core import attrs, engine
+from zramd.core.engine import ZramDevice
 from zramd.core.errors import UserError, ZramError
 from zramd.host.mounts import FSNAME, prepare_mountpoint
 from zramd.host.rundir import RUN_DIR, block_link_dir, block_prefix, lockfile_for, pidfile_for
@@ -76,6 +76,7 @@ class Daemon:
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(self.started)),
             "uptime_seconds": str(int(time.time() - self.started)),
             "fallocate": "yes" if HAS_FALLOCATE else "no (discard does not free memory)",
+            "core": engine.describe(),
             **hardening.self_check(),
         }
         return "".join(f"{key}: {value}\n" for key, value in lines.items())
@@ -220,7 +221,7 @@ class Daemon:
             f"zram{i} ({device.disksize} bytes, {device.comp_algorithm}) on {ops.blocks.path_of(i)}"
             for i, device in sorted(ops.devices.items())
         )
-        status = f"serving {self.mountpoint}: {devices or 'no devices'}"
+        status = f"serving {self.mountpoint}: {devices or 'no devices'}; {engine.describe()} core"
         log.info("%s", status)
         sdnotify.notify(f"READY=1\nSTATUS={status}\nMAINPID={os.getpid()}")
         if self.config.ready_fd is not None:

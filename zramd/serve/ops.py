@@ -59,7 +59,7 @@ import pyfuse3
 import trio
 
 from zramd.core import attrs
-from zramd.core.device import ZramDevice
+from zramd.core.engine import ZramDevice
 from zramd.core.errors import DeviceBusy, ZramError
 from zramd.core.kparse import store_buffer
 from zramd.core.units import PAGE_SIZE

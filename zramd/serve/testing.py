@@ -14,7 +14,7 @@ import os
 import weakref
 
 from zramd.core.attrs import Attribute
-from zramd.core.device import ZramDevice
+from zramd.core.engine import ZramDevice
 from zramd.core.errors import InvalidArgument, NoSpace
 
 FAULT_INJECTION_ENV = "ZRAMD_FAULT_INJECTION"
