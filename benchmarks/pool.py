@@ -1,6 +1,7 @@
 """Benchmark the pool and the codecs, side by side in one run.
 
-Prints, as medians over --repeat runs: pool malloc+write, read and free rates (objects/s) for the
+Prints, as medians over --repeat runs, for the Python source and (where in use) the compiled
+build side by side, with their ratios: pool malloc+write, read and free rates (objects/s) for the
 per-page sizes of the test corpus (kernel lzo figures, tests/data/), compression and decompression MB/s per
 backend on real pages, the pool's bookkeeping time per page against lzo's compression time per
 page, and the metadata bytes per stored object. It takes its pages from the fio matrix's corpus
@@ -19,7 +20,7 @@ import time
 from pathlib import Path
 
 from benchmarks.runners import corpus_tar
-from zramd.core import compress
+from zramd.core import compress, engine
 from zramd.core.device import ZramDevice
 from zramd.core.pool import ZsPool
 from zramd.core.units import PAGE_SIZE
@@ -34,9 +35,18 @@ def corpus_pages(limit_mb: int) -> list[bytes]:
     return [data[i : i + PAGE_SIZE] for i in range(0, len(data) - PAGE_SIZE + 1, PAGE_SIZE)]
 
 
-def bench_pool(sizes: list[int]) -> dict[str, float]:
+def builds() -> dict[str, tuple[type[ZsPool], type[ZramDevice]]]:
+    """The builds of the per-page path to measure side by side: the Python source, and the
+    compiled one where it is in use."""
+    found: dict[str, tuple[type[ZsPool], type[ZramDevice]]] = {"python": (ZsPool, ZramDevice)}
+    if engine.COMPILED_IN_USE:
+        found["compiled"] = (engine.ZsPool, engine.ZramDevice)
+    return found
+
+
+def bench_pool(sizes: list[int], pool_class: type[ZsPool]) -> dict[str, float]:
     owners: dict[int, int] = {}
-    pool = ZsPool(len(sizes) * 2, relocate=owners.__setitem__)
+    pool = pool_class(len(sizes) * 2, relocate=owners.__setitem__)
     payload = os.urandom(PAGE_SIZE)
     views = [memoryview(payload)[:n] for n in sizes]
     t0 = time.perf_counter()
@@ -79,8 +89,8 @@ def bench_codec(name: str, pages: list[bytes]) -> dict[str, float]:
     }
 
 
-def bench_device(pages: list[bytes]) -> dict[str, float]:
-    device = ZramDevice()
+def bench_device(pages: list[bytes], device_class: type[ZramDevice]) -> dict[str, float]:
+    device = device_class()
     device.set_disksize(len(pages) * PAGE_SIZE)
     data = b"".join(pages)
     t0 = time.perf_counter()
@@ -103,21 +113,25 @@ def main() -> int:
     sizes = [PAGE_SIZE if s == "H" else int(s) for s in VECTORS.read_text().split() if s != "S"]
     pages = corpus_pages(args.mb)
     runs: dict[str, list[float]] = {}
-    for _ in range(args.repeat):
-        for key, value in bench_pool(sizes).items():
-            runs.setdefault(key, []).append(value)
+    available = builds()
+    for _ in range(args.repeat):  # the builds alternate within every repetition
+        for build, (pool_class, device_class) in available.items():
+            for key, value in bench_pool(sizes, pool_class).items():
+                runs.setdefault(f"{build}_{key}", []).append(value)
+            for key, value in bench_device(pages, device_class).items():
+                runs.setdefault(f"{build}_{key}", []).append(value)
         for name in compress.algorithm_names():
             for key, value in bench_codec(name, pages).items():
                 runs.setdefault(f"{name}_{key}", []).append(value)
-        for key, value in bench_device(pages).items():
-            runs.setdefault(key, []).append(value)
     med = {key: statistics.median(values) for key, values in runs.items()}
 
-    bookkeeping_us = 1e6 / med["malloc_write_per_s"] + 1e6 / med["free_per_s"]
-    print(f"pool, {len(sizes)} objects of the corpus's kernel lzo sizes (median of {args.repeat}):")
-    print(f"  malloc+write  {med['malloc_write_per_s']:>12,.0f} objects/s")
-    print(f"  read          {med['read_per_s']:>12,.0f} objects/s")
-    print(f"  free          {med['free_per_s']:>12,.0f} objects/s")
+    print(f"core in use: {engine.describe()}")
+    for build in available:
+        objects = f"{len(sizes)} objects of the corpus's kernel lzo sizes"
+        print(f"pool ({build}), {objects} (median of {args.repeat}):")
+        print(f"  malloc+write  {med[f'{build}_malloc_write_per_s']:>12,.0f} objects/s")
+        print(f"  read          {med[f'{build}_read_per_s']:>12,.0f} objects/s")
+        print(f"  free          {med[f'{build}_free_per_s']:>12,.0f} objects/s")
     print(f"codecs on {len(pages)} corpus pages:")
     for name in compress.algorithm_names():
         print(
@@ -125,15 +139,19 @@ def main() -> int:
             f"({med[f'{name}_compress_us_per_page']:.2f} us/page), "
             f"decompress {med[f'{name}_decompress_MBps']:7.1f} MB/s"
         )
-    print(
-        f"device write path {med['device_write_MBps']:.1f} MB/s, read path {med['device_read_MBps']:.1f} MB/s"
-    )
     lzo_us = med["lzo_compress_us_per_page"]
-    print(
-        f"pool bookkeeping per stored page (malloc+write+free) {bookkeeping_us:.2f} us "
-        f"vs lzo compression {lzo_us:.2f} us: ratio {bookkeeping_us / lzo_us:.2f}"
-    )
-    meta = med["pool_meta_bytes_per_object"]
+    for build in available:
+        write, read = med[f"{build}_device_write_MBps"], med[f"{build}_device_read_MBps"]
+        print(f"device ({build}) write path {write:.1f} MB/s, read path {read:.1f} MB/s")
+        bookkeeping_us = 1e6 / med[f"{build}_malloc_write_per_s"] + 1e6 / med[f"{build}_free_per_s"]
+        print(
+            f"pool ({build}) bookkeeping per stored page (malloc+write+free) {bookkeeping_us:.2f} us "
+            f"vs lzo compression {lzo_us:.2f} us: ratio {bookkeeping_us / lzo_us:.2f}"
+        )
+    if "compiled" in available:
+        for key in ("malloc_write_per_s", "free_per_s", "device_write_MBps", "device_read_MBps"):
+            print(f"compiled / python {key}: {med[f'compiled_{key}'] / med[f'python_{key}']:.2f}x")
+    meta = med["python_pool_meta_bytes_per_object"]
     print(
         f"metadata per stored object: pool {meta:.1f} B (zspage arrays) + slot table 12 B "
         f"+ 8 B header inside the object = {meta + 20:.1f} B"
