@@ -13,7 +13,6 @@ so in one line.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import sys
@@ -23,21 +22,11 @@ from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
 HERE = Path(__file__).resolve().parent
-CORE = HERE / "zramd" / "core"
+sys.path.insert(0, str(HERE))
+from zramd.core.buildinfo import COMPILED, CORE_DIR, source_digest  # noqa: E402 -- needs the path
+
 GENERATED = HERE / "build" / "cython"
-# source module -> compiled module, both in zramd.core; listed in import order.
-COMPILED = {"pool": "_pool_c", "device": "_device_c"}
 DIRECTIVES = {"language_level": 3, "annotation_typing": False, "boundscheck": True, "wraparound": True}
-
-
-def source_digest(name: str) -> str:
-    """SHA-256 of a compiled module's inputs: its ``.py`` and ``.pxd`` (zramd.core.engine
-    computes the same to detect a stale build)."""
-    digest = hashlib.sha256()
-    for suffix in (".py", ".pxd"):
-        path = CORE / f"{name}{suffix}"
-        digest.update(path.read_bytes() if path.exists() else b"")
-    return digest.hexdigest()
 
 
 def generate() -> list[Extension]:
@@ -48,7 +37,7 @@ def generate() -> list[Extension]:
     extensions = []
     for name, compiled in COMPILED.items():
         for suffix in (".py", ".pxd"):
-            source = CORE / f"{name}{suffix}"
+            source = CORE_DIR / f"{name}{suffix}"
             if not source.exists():
                 continue
             text = source.read_text()

@@ -156,7 +156,7 @@ def run_storm(
 @contextlib.contextmanager
 def swap_on_zramd(tmp: Path, size: str = "1G") -> Iterator[Path]:
     """A zramd device used as swap (priority 32767, so it is used before any other swap)."""
-    from tests.mount_util import force_cleanup, zramd
+    from tests.mount_util import check_daemon_log, force_cleanup, zramd
 
     mountpoint = tmp / "swapdev"
     mountpoint.mkdir(parents=True, exist_ok=True)
@@ -167,3 +167,4 @@ def swap_on_zramd(tmp: Path, size: str = "1G") -> Iterator[Path]:
         zramd("stop", str(mountpoint), "--force", timeout=300)
     finally:
         force_cleanup(mountpoint)
+    check_daemon_log(mountpoint)

@@ -31,6 +31,7 @@ LAYERS: dict[str, int] = {
     "zramd.core.units": 0,
     "zramd.core.errors": 0,
     "zramd.core.records": 0,
+    "zramd.core.buildinfo": 0,
     "zramd.core.kparse": 1,
     "zramd.core.compress": 1,
     "zramd.core.size_classes": 1,

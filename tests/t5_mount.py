@@ -35,7 +35,7 @@ from zramd.core import engine
 from zramd.host.loop import bound_under
 from zramd.host.mounts import DEAD_MOUNT_ERRNOS, mount_entry, swap_devices
 from zramd.host.processes import daemon_pid
-from zramd.host.rundir import run_name
+from zramd.host.rundir import RUN_DIR, logfile_for, run_name
 from zramd.serve.ops import ATTR_TIMEOUT
 
 MiB = 1 << 20
@@ -174,9 +174,19 @@ def test_stop_unmounts_and_the_daemon_exits(mountpoint: Path) -> None:
     wait_gone(pid)
 
 
+def run_daemon(path: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    """`zramd run PATH --size 4M`, logging where `zramd start` would, so the mountpoint fixture
+    scans what it logs."""
+    RUN_DIR.mkdir(parents=True, exist_ok=True)
+    with open(logfile_for(str(path)), "ab") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "zramd", "run", str(path), "--size", "4M"], env=env, stderr=log
+        )
+
+
 def test_sigterm_unmounts_and_exits_zero(mountpoint: Path) -> None:
     path = mountpoint
-    proc = subprocess.Popen([sys.executable, "-m", "zramd", "run", str(path), "--size", "4M"])
+    proc = run_daemon(path)
     try:
         wait_served(path, proc)
         Mount(path).disk.write_bytes(b"x" * MiB)
@@ -292,7 +302,7 @@ def test_run_notifies_systemd_when_ready(tmp_path: Path, mountpoint: Path) -> No
     sock.bind(str(sock_path))
     sock.settimeout(30)
     env = {**os.environ, "NOTIFY_SOCKET": str(sock_path)}
-    proc = subprocess.Popen([sys.executable, "-m", "zramd", "run", str(path), "--size", "4M"], env=env)
+    proc = run_daemon(path, env)
     try:
         message = sock.recv(4096).decode()
         assert "READY=1" in message.splitlines()

@@ -77,7 +77,7 @@ def release(refs: list[DeviceRef], force: bool = False) -> list[str]:
     """Take down what uses the devices' block devices before they go: unmount filesystems on
     them, and swapoff (only with `force`). Returns a line per action. Refuses, changing nothing,
     while one is active swap and not `force`."""
-    blocks = {ref: ref.block_device() for ref in refs if ref.sysdir.read("block_device").strip()}
+    blocks = {ref: block for ref in refs if (block := ref.block_path())}
     if not force:
         swapping = [f"{ref.directory} ({block})" for ref, block in blocks.items() if users(block)[1]]
         if swapping:

@@ -21,15 +21,14 @@ from zramd.admin.devices import DeviceRef, devices_of
 from zramd.core import compress
 from zramd.core.errors import UserError
 from zramd.host.mounts import FSTYPE, mount_entry
-from zramd.host.rundir import RUN_DIR, lockfile_for
+from zramd.host.rundir import DEVICE_PREFIX, RUN_DIR, lockfile_for
 from zramd.host.settings import ServeConfig
-from zramd.host.sysdir import SysDir
 
 HOT_ADD_ATTEMPTS = 64  # hot_add returns the lowest free id: reaching id N takes at most N + 1 reads
 
 
 def _device_id(section: DeviceSection) -> int:
-    return int(section.name.removeprefix("zram"))
+    return int(section.name.removeprefix(DEVICE_PREFIX))
 
 
 def chosen_sections(config: str, device: str | None) -> list[DeviceSection]:
@@ -55,14 +54,13 @@ def ensure_device(root: str, device_id: int) -> DeviceRef:
     run in parallel at boot; a lock per root keeps one `up` from taking another's id (hot_add
     gives the lowest free one) and leaving an extra device behind."""
     ref = DeviceRef(os.path.abspath(root), device_id)
-    control_dir = SysDir(ref.directory.parent / "zram-control")
     RUN_DIR.mkdir(parents=True, exist_ok=True)
     with open(lockfile_for(ref.root), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         for _ in range(HOT_ADD_ATTEMPTS):
             if ref.exists():
                 return ref
-            control_dir.number("hot_add")
+            ref.control.number("hot_add")
     raise UserError(f"{root}: hot_add did not create {ref.name}")
 
 
@@ -126,14 +124,14 @@ def down(config: str, root: str, device: str | None = None) -> list[str]:
             continue
         lines += [f"zramd: {ref.name}: {action}" for action in blockdev.release([ref], force=True)]
         ref.sysdir.write("reset", "1")
-        SysDir(ref.directory.parent / "zram-control").write("hot_remove", str(ref.device_id))
+        ref.control.write("hot_remove", str(ref.device_id))
         lines.append(f"zramd: {ref.name}: reset and removed")
     if device is None:
         # The uninitialised devices hot_add made on the way to a configured id go too; a device
         # someone set up by hand keeps the daemon running.
         for ref in devices_of(os.path.abspath(root)):
             if ref.sysdir.number("disksize") == 0:
-                SysDir(ref.directory.parent / "zram-control").write("hot_remove", str(ref.device_id))
+                ref.control.write("hot_remove", str(ref.device_id))
         if not devices_of(os.path.abspath(root)):
             lines.append(control.stop(root))
     return lines

@@ -33,7 +33,7 @@ from zramd.host.mounts import (
     zramd_mounts,
 )
 from zramd.host.processes import daemon_pid, pid_alive
-from zramd.host.rundir import RUN_DIR, block_link_dir, logfile_for, pidfile_for
+from zramd.host.rundir import CONTROL_NAME, RUN_DIR, block_link_dir, logfile_for, pidfile_for
 from zramd.host.settings import ServeConfig
 from zramd.host.sysdir import SysDir
 
@@ -196,7 +196,7 @@ def _used_by(block: str) -> str:
 
 def _daemon_report(root: str) -> dict[str, str]:
     """The key: value lines of ``ROOT/zram-control/daemon``."""
-    text = SysDir(Path(root) / "zram-control").read("daemon")
+    text = SysDir(Path(root) / CONTROL_NAME).read("daemon")
     return dict(line.split(": ", 1) for line in text.splitlines() if ": " in line)
 
 
@@ -212,7 +212,7 @@ def status(mountpoints: list[str]) -> list[StatusRow]:
         for ref in devices_of(root):
             sysdir = ref.sysdir
             mm = sysdir.mm_stat()
-            block = sysdir.read("block_device").strip()
+            block = ref.block_path()
             rows.append(
                 StatusRow(
                     name=str(ref.link),

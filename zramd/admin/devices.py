@@ -16,7 +16,7 @@ from pathlib import Path
 
 from zramd.core.errors import UserError
 from zramd.host.mounts import FSTYPE, mount_entry, require_zramd_mount
-from zramd.host.rundir import DEVICE_PREFIX, block_link_dir, device_dir
+from zramd.host.rundir import CONTROL_NAME, DEVICE_PREFIX, block_link_dir, device_dir
 from zramd.host.sysdir import SysDir
 
 _DEVICE_NAME = re.compile(rf"{DEVICE_PREFIX}(\d+)")
@@ -54,9 +54,18 @@ class DeviceRef:
         """The predictable path of its block device (``/dev/zramd/zram0``)."""
         return block_link_dir(self.root) / self.name
 
+    @property
+    def control(self) -> SysDir:
+        """Its daemon's control directory (``ROOT/zram-control``)."""
+        return SysDir(Path(self.root) / CONTROL_NAME)
+
+    def block_path(self) -> str:
+        """Its loop device (``/dev/loop3``), or "" while it has none."""
+        return self.sysdir.read("block_device").strip()
+
     def block_device(self) -> str:
-        """Its loop device (``/dev/loop3``), or UserError if it has none."""
-        path = self.sysdir.read("block_device").strip()
+        """Its loop device, or UserError if it has none."""
+        path = self.block_path()
         if not path:
             raise UserError(f"{self.directory} has no block device")
         return path

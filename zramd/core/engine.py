@@ -13,32 +13,19 @@ uses the source.
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import logging
 import os
-from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING
 
 from zramd.core import device as python_device
 from zramd.core import pool as python_pool
+from zramd.core.buildinfo import COMPILED, source_digest
 
 log = logging.getLogger(__name__)
 
 PURE_PYTHON_ENV = "ZRAMD_PURE_PYTHON"
-# source module -> compiled module (as setup.py builds them)
-COMPILED = {"pool": "_pool_c", "device": "_device_c"}
-
-
-def source_digest(name: str) -> str:
-    """SHA-256 of the source a compiled module must have been built from (setup.py's rule)."""
-    here = Path(__file__).resolve().parent
-    digest = hashlib.sha256()
-    for suffix in (".py", ".pxd"):
-        path = here / f"{name}{suffix}"
-        digest.update(path.read_bytes() if path.exists() else b"")
-    return digest.hexdigest()
 
 
 def _compiled() -> tuple[dict[str, ModuleType] | None, str]:

@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 LOOP_CONTROL = "/dev/loop-control"
-LOOP_SET_FD = 0x4C00
 LOOP_CLR_FD = 0x4C01
 LOOP_SET_CAPACITY = 0x4C07
 LOOP_CONFIGURE = 0x4C0A
@@ -63,10 +62,6 @@ class LoopDevice:
         except OSError:
             return None
 
-    def size_bytes(self) -> int:
-        """Its capacity, from /sys/block/loopN/size (512-byte sectors)."""
-        return int((_sys(self.name) / "size").read_text()) * 512
-
     def set_capacity(self) -> None:
         """Re-read the backing file's size (the kernel asks the file's filesystem for it)."""
         fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
@@ -91,10 +86,6 @@ class LoopDevice:
         BlockingIOError-like OSError(EBUSY) while it is mounted, swap, or claimed elsewhere."""
         return os.open(self.path, os.O_RDONLY | os.O_EXCL | os.O_CLOEXEC)
 
-    def openers(self, exclude_pids: frozenset[int] = frozenset()) -> list[int]:
-        """The pids (other than `exclude_pids`) holding it open, found by readlink of their fds."""
-        return [pid for pid in fd_holders({self.path}) if pid not in exclude_pids]
-
 
 def _ioctl(fd: int, request: int, arg: int | bytes, what: str, path: str) -> None:
     try:
@@ -103,10 +94,10 @@ def _ioctl(fd: int, request: int, arg: int | bytes, what: str, path: str) -> Non
         raise LoopError(exc.errno, f"{what} on {path}: {os.strerror(exc.errno or 0)}") from None
 
 
-def attach(backing: str, keep_open: bool = True) -> tuple[LoopDevice, int | None]:
+def attach(backing: str) -> tuple[LoopDevice, int]:
     """Bind `backing` to a free loop device: direct I/O, 4 KiB sectors, autoclear, no partition
-    scan. Returns the device and, with `keep_open`, an fd on it that keeps it alive (autoclear
-    detaches it when the last fd closes: the caller's process holds the last one)."""
+    scan. Returns the device and an fd on it that keeps it alive (autoclear detaches it when the
+    last fd closes: the caller's process holds the last one)."""
     backing_fd = os.open(backing, os.O_RDWR | os.O_CLOEXEC)
     try:
         control = os.open(LOOP_CONTROL, os.O_RDWR | os.O_CLOEXEC)
@@ -127,10 +118,7 @@ def attach(backing: str, keep_open: bool = True) -> tuple[LoopDevice, int | None
                         continue
                     reason = os.strerror(exc.errno or 0)
                     raise LoopError(exc.errno, f"LOOP_CONFIGURE {path} on {backing}: {reason}") from None
-                if keep_open:
-                    return LoopDevice(path), loop_fd
-                os.close(loop_fd)
-                return LoopDevice(path), None
+                return LoopDevice(path), loop_fd
             raise LoopError(errno.EBUSY, f"no free loop device for {backing}")
         finally:
             os.close(control)

@@ -113,8 +113,11 @@ def recover_dead_root(root: str, link_dir: Path) -> list[str]:
     for device in bound_under(root):
         for entry in mount_table():
             if entry.source == device.path:
-                subprocess.run(["umount", "-l", entry.mountpoint], capture_output=True, check=False)
-                actions.append(f"unmounted {entry.mountpoint} (on {device.path}, lazily)")
+                try:
+                    unmount(entry.mountpoint, lazy=True)
+                    actions.append(f"unmounted {entry.mountpoint} (on {device.path}, lazily)")
+                except UserError as exc:
+                    actions.append(str(exc))
         if device.path in swap_devices():
             result = subprocess.run(["swapoff", device.path], capture_output=True, text=True, check=False)
             actions.append(f"swapoff {device.path}" + ("" if result.returncode == 0 else " failed"))

@@ -102,7 +102,6 @@ class BlockDevices:
             raise BlockDeviceError(
                 f"cannot attach a loop device to {disk}: {exc}", exc.errno or errno.EIO
             ) from None
-        assert keep_fd is not None
         link = self.link_of(device_id)
         try:
             self.link_dir.mkdir(parents=True, exist_ok=True)

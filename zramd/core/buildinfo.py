@@ -1,0 +1,25 @@
+"""What the compiled core is built from: the one rule shared by setup.py (which builds it) and
+`zramd.core.engine` (which refuses a build that no longer matches its source).
+
+Owns: `COMPILED`, the source modules and the names of their compiled builds, and `source_digest`,
+the SHA-256 a build records of its inputs. Must not: import anything but the standard library
+(setup.py imports this before anything is installed).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+# source module -> its compiled build, both in zramd.core; in import order.
+COMPILED = {"pool": "_pool_c", "device": "_device_c"}
+CORE_DIR = Path(__file__).resolve().parent
+
+
+def source_digest(name: str, directory: Path = CORE_DIR) -> str:
+    """SHA-256 of a compiled module's inputs: its ``.py`` and ``.pxd`` in `directory`."""
+    digest = hashlib.sha256()
+    for suffix in (".py", ".pxd"):
+        path = directory / f"{name}{suffix}"
+        digest.update(path.read_bytes() if path.exists() else b"")
+    return digest.hexdigest()
