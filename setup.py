@@ -23,10 +23,16 @@ from setuptools.command.build_ext import build_ext
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from zramd.core.buildinfo import COMPILED, CORE_DIR, source_digest  # noqa: E402 -- needs the path
+from zramd.core.buildinfo import CORE_DIR, NATIVE, built_modules, module_names, source_digest  # noqa: E402
 
 GENERATED = HERE / "build" / "cython"
-DIRECTIVES = {"language_level": 3, "annotation_typing": False, "boundscheck": True, "wraparound": True}
+DIRECTIVES = {
+    "language_level": 3,
+    "annotation_typing": False,
+    "boundscheck": True,
+    "wraparound": True,
+    "nonecheck": True,
+}
 
 
 def generate() -> list[Extension]:
@@ -34,21 +40,30 @@ def generate() -> list[Extension]:
     package.mkdir(parents=True, exist_ok=True)
     for init in (GENERATED / "zramd" / "__init__.py", package / "__init__.py"):
         init.write_text("")
+    renames = module_names()
+    libraries = {twin: list(libs) for twin, libs in NATIVE.values()}
     extensions = []
-    for name, compiled in COMPILED.items():
-        for suffix in (".py", ".pxd"):
-            source = CORE_DIR / f"{name}{suffix}"
+    for compiled, source_name in built_modules().items():
+        main = ".pyx" if (CORE_DIR / f"{source_name}.pyx").exists() else ".py"
+        for suffix in (main, ".pxd"):
+            source = CORE_DIR / f"{source_name}{suffix}"
             if not source.exists():
                 continue
             text = source.read_text()
-            for sibling, sibling_compiled in COMPILED.items():
+            for sibling, sibling_compiled in renames.items():
                 text = re.sub(rf"\bzramd\.core\.{sibling}\b", f"zramd.core.{sibling_compiled}", text)
-            if suffix == ".py":
-                text += f'\n\nSOURCE_SHA256 = "{source_digest(name)}"\n'
+            if suffix == main:
+                text += f'\n\nSOURCE_SHA256 = "{source_digest(source_name)}"\n'
             target = package / f"{compiled}{suffix}"
             if not target.exists() or target.read_text() != text:
                 target.write_text(text)
-        extensions.append(Extension(f"zramd.core.{compiled}", [str(package / f"{compiled}.py")]))
+        extensions.append(
+            Extension(
+                f"zramd.core.{compiled}",
+                [str(package / f"{compiled}{main}")],
+                libraries=libraries.get(compiled, []),
+            )
+        )
     return extensions
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import functools
 import random
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 import pytest
 from hypothesis import HealthCheck, event, settings
@@ -996,8 +996,14 @@ def test_compaction_through_the_device() -> None:
 # ============================================================================ 7. failures
 
 
-def _boom(_data: bytes) -> bytes:
-    raise RuntimeError("injected codec failure")
+def failing(stage: str) -> Callable[[str, int], None]:
+    """A fault hook that makes every `stage` ("compress" or "decompress") of a page fail."""
+
+    def hook(what: str, _index: int) -> None:
+        if what == stage:
+            raise RuntimeError(f"injected {stage} failure")
+
+    return hook
 
 
 def test_decompression_failure_is_a_failed_read(dev: ZramDevice, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -1005,7 +1011,7 @@ def test_decompression_failure_is_a_failed_read(dev: ZramDevice, monkeypatch: py
     dev.write(PAGE, random_bytes(1))  # huge: not decompressed
     dev.write(2 * PAGE, b"ABCD" * 1024)  # same: not decompressed
     dev.write(3 * PAGE, text_page(3))
-    monkeypatch.setattr(dev, "_decompress", _boom)
+    monkeypatch.setattr(dev, "fault_hook", failing("decompress"))
     with pytest.raises(IOFailure):
         dev.read(0, PAGE)
     assert dev.statistics().io.failed_reads == 1
@@ -1029,7 +1035,7 @@ def test_compression_failure_is_a_failed_write(dev: ZramDevice, monkeypatch: pyt
     dev.write(0, text_page(0))
     dev.write(PAGE, random_bytes(1))
     before = dev.statistics().mm
-    monkeypatch.setattr(dev, "_compress", _boom)
+    monkeypatch.setattr(dev, "fault_hook", failing("compress"))
     with pytest.raises(IOFailure):
         dev.write(0, text_page(5))
     assert dev.statistics().io.failed_writes == 1
@@ -1052,7 +1058,7 @@ def test_compression_failure_is_a_failed_write(dev: ZramDevice, monkeypatch: pyt
 def test_discard_edge_failure_is_a_failed_write(dev: ZramDevice, monkeypatch: pytest.MonkeyPatch) -> None:
     dev.write(0, text_page(0))
     dev.write(PAGE, text_page(1))
-    monkeypatch.setattr(dev, "_compress", _boom)
+    monkeypatch.setattr(dev, "fault_hook", failing("compress"))
     with pytest.raises(IOFailure):
         dev.discard(100, PAGE)  # the partial head of page 0 must be recompressed
     io = dev.statistics().io

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from zramd.admin.devices import DeviceRef
 
 MAX_START_DEVICES = 64
+MAX_STREAMS = 256
 DEVICE_HELP = "a zramd root (its zram0) or ROOT/zramN"
 
 
@@ -130,6 +131,7 @@ def _serve_config(args: argparse.Namespace, ready_fd: int | None = None) -> Serv
         allow_other=args.allow_other,
         ready_fd=ready_fd,
         noop=args.noop,
+        streams=args.streams,
     )
 
 
@@ -234,6 +236,16 @@ def _devices(text: str) -> int:
     return count
 
 
+def _streams(text: str) -> int:
+    try:
+        count = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid stream count {text!r}") from None
+    if not 1 <= count <= MAX_STREAMS:
+        raise argparse.ArgumentTypeError(f"stream count must be 1 to {MAX_STREAMS}")
+    return count
+
+
 def _add_device_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("mountpoint", metavar="ROOT", help="an empty directory to mount on")
     parser.add_argument(
@@ -257,6 +269,14 @@ def _add_device_options(parser: argparse.ArgumentParser) -> None:
         default=1,
         metavar="N",
         help="devices to start with, zram0.. (default 1; 0: none, add them with zram-control/hot_add)",
+    )
+    parser.add_argument(
+        "--streams",
+        type=_streams,
+        default=0,
+        metavar="N",
+        help="compression streams: threads that compress a large request's pages in parallel "
+        "(default: one per online CPU)",
     )
     parser.add_argument(
         "--allow-other", action="store_true", help="let other users through (file permissions still apply)"

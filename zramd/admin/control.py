@@ -64,6 +64,8 @@ def start(config: ServeConfig, log_level: str = "info", timeout: float = 30) -> 
         cmd.append("--allow-other")
     if config.noop:
         cmd.append("--noop")
+    if config.streams:
+        cmd += ["--streams", str(config.streams)]
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(
             cmd,
@@ -208,7 +210,9 @@ def status(mountpoints: list[str]) -> list[StatusRow]:
         require_zramd_mount(root)
         if is_dead_mount(root):
             raise UserError(f"{root} is a dead zramd mount (its daemon was killed); run 'zramd stop' on it")
-        core = _daemon_report(root).get("core", "")
+        report = _daemon_report(root)
+        core = report.get("core", "")
+        streams = int(report.get("streams", "1"))
         for ref in devices_of(root):
             sysdir = ref.sysdir
             mm = sysdir.mm_stat()
@@ -221,7 +225,7 @@ def status(mountpoints: list[str]) -> list[StatusRow]:
                     data=mm[0],
                     compr=mm[1],
                     total=mm[2],
-                    streams=1,
+                    streams=streams,
                     mountpoint=_used_by(block),
                     directory=str(ref.directory),
                     block_device=block,

@@ -21,9 +21,11 @@ from __future__ import annotations
 
 import threading
 import time
+from array import array
 from collections.abc import Callable
 
 from zramd.core import compress
+from zramd.core.codec import COMPRESS_STRIDE, FAILED, FILLED, PageCodec
 from zramd.core.errors import DeviceBusy, InvalidArgument, IOFailure, NoMemory, NoSpace
 from zramd.core.pool import ReservedArrays, ZsPool, empty_class_stats
 from zramd.core.records import (
@@ -37,6 +39,7 @@ from zramd.core.records import (
     RequestStat,
 )
 from zramd.core.size_classes import DEFAULT_CHAIN_SIZE, SizeClassTable
+from zramd.core.streams import MIN_JOBS_PER_STREAM, CompressionStreams
 from zramd.core.units import PAGE_SHIFT, PAGE_SIZE, SECTOR_SHIFT, round_up_to_page
 
 # Slot flags, above the 13-bit size field (the kernel's ZRAM_FLAG_SHIFT = PAGE_SHIFT + 1).
@@ -46,7 +49,9 @@ SAME = 1 << SIZE_BITS  # the page is one 8-byte word repeated; _handle holds the
 HUGE = 1 << (SIZE_BITS + 1)  # stored uncompressed in the 4096-byte class
 
 ZERO_PAGE = bytes(PAGE_SIZE)
-_WORDS_PER_PAGE = PAGE_SIZE // 8
+# Pages handled per batch: a FUSE request is at most 1 MiB (max_write); longer writes and reads
+# (the tests' and tools') go in batches of this many pages.
+BATCH_PAGES = 256
 
 
 class _RequestCounter:
@@ -92,25 +97,45 @@ class ZramDevice:
     """
 
     def __init__(
-        self, chain_size: int = DEFAULT_CHAIN_SIZE, pool_pages: Callable[[int], int] = pool_pages_for
+        self,
+        chain_size: int = DEFAULT_CHAIN_SIZE,
+        pool_pages: Callable[[int], int] = pool_pages_for,
+        streams: CompressionStreams | None = None,
     ):
         self.lock = threading.RLock()
         self.chain_size = chain_size
         self._pool_pages = pool_pages
+        self._streams = streams if streams is not None else CompressionStreams(1)
         self.comp_algorithm = compress.DEFAULT_ALGORITHM
         self.disksize = 0
         self.mem_limit_pages = 0
         self.fault_hook: FaultHook | None = None
         self._pool: ZsPool | None = None
+        self._codec: PageCodec | None = None
         self._table: ReservedArrays | None = None
-        self._handle: memoryview[int] = memoryview(b"")
-        self._flags: memoryview[int] = memoryview(b"")
         self._nr_pages = 0
-        backend = compress.lookup(self.comp_algorithm)
-        self._compress: Callable[[bytes], bytes] = backend.compress
-        self._decompress: Callable[[bytes], bytes] = backend.decompress
         self._huge_class_size = 0
+        self._batch_done = 0
+        self._release_buffers()
         self._zero_stats()
+
+    def _release_buffers(self) -> None:
+        """Drop the slot table views and the batch buffers (uninitialised: all empty)."""
+        self._handle: memoryview[int] = memoryview(bytearray()).cast("Q")
+        self._flags: memoryview[int] = memoryview(bytearray()).cast("I")
+        self._out = self._staging = self._page = bytearray()
+        self._job_src, self._job_dst, self._job_res = array("q"), array("q"), array("q")
+        self._fills = array("Q")
+
+    def _make_buffers(self) -> None:
+        """The batch buffers, made once per initialisation so that the write and read paths
+        allocate nothing: compressed pages of a write batch (`_out`), compressed objects gathered
+        for a read batch (`_staging`), one page for partial writes (`_page`) and the job arrays."""
+        self._out = bytearray(BATCH_PAGES * COMPRESS_STRIDE)
+        self._staging = bytearray(BATCH_PAGES * PAGE_SIZE)
+        self._page = bytearray(PAGE_SIZE)
+        self._job_src, self._job_dst, self._job_res = (array("q", bytes(8 * BATCH_PAGES)) for _ in range(3))
+        self._fills = array("Q", bytes(8 * BATCH_PAGES))
 
     def _zero_stats(self) -> None:
         self._pages_stored = 0  # slots holding data, same-filled ones included
@@ -168,11 +193,11 @@ class ZramDevice:
                 if table is not None:
                     table.close()
                 raise NoMemory(f"cannot reserve memory for a {disksize}-byte device: {exc}") from None
-            backend = compress.lookup(self.comp_algorithm)
+            self._codec = PageCodec(self.comp_algorithm, self._streams.count)
             self._table, self._handle, self._flags, self._pool = table, handle, flags, pool
             self._nr_pages = nr_pages
-            self._compress, self._decompress = backend.compress, backend.decompress
             self._huge_class_size = pool.table.huge_class_size
+            self._make_buffers()
             self.disksize = disksize
 
     def set_mem_limit(self, nbytes: int) -> None:
@@ -202,7 +227,8 @@ class ZramDevice:
             if self._pool is not None:
                 self._pool.close()
             self._pool = None
-            self._handle = self._flags = memoryview(b"")
+            self._codec = None
+            self._release_buffers()
             if self._table is not None:
                 self._table.close()
             self._table = None
@@ -235,46 +261,65 @@ class ZramDevice:
         self._handle[index] = 0
         self._flags[index] = 0
 
-    def _store_page(self, index: int, page: bytes) -> None:
-        """Store one whole page into slot `index` (``zram_write_page``). On failure raise
-        IOFailure and leave the old contents of the slot in place. This is the per-page hot
-        path: the slot's old contents are freed inline (see `_free_slot` for the same logic)."""
-        # 1. Same-filled: zero pages by one compare, others by the first/last word, then a count
-        #    of the first word (512 non-overlapping matches tile the page exactly).
-        if page == ZERO_PAGE:
-            word = 0
+    def _store_pages(self, index: int, src: bytes | bytearray, base: int, count: int) -> None:
+        """``zram_write_page`` for the `count` (<= BATCH_PAGES) whole pages at ``src[base:]``,
+        into slots index, index + 1, ... This is the per-page hot path.
+
+        First every page is tested for a fill word and the others compressed into `_out`, by
+        the compression streams (in parallel for a large batch); then the pages are installed in
+        page order. The first page that cannot be stored (its compression failed, the pool is
+        full, mem_limit is reached) stops the batch: IOFailure is raised, that page and the ones
+        after it keep their old contents, and `_batch_done` says how many were stored."""
+        src_off, dst_off, codec = self._job_src, self._job_dst, self._codec
+        assert codec is not None
+        for k in range(count):
+            src_off[k] = base + k * PAGE_SIZE
+            dst_off[k] = k * COMPRESS_STRIDE
+        self._batch_done = 0
+        if count < 2 * MIN_JOBS_PER_STREAM or self._streams.count == 1:
+            codec.compress_jobs(0, src, self._out, src_off, dst_off, self._job_res, self._fills, 0, count)
         else:
-            first = page[:8]
-            word = -1
-            if first == page[-8:] and page.count(first) == _WORDS_PER_PAGE:
-                word = int.from_bytes(first, "little")
-        if word >= 0:
+            # getattr: the bound method as a Python callable (the compiled build would otherwise
+            # take the typed codec's C method).
+            compress_jobs = getattr(codec, "compress_jobs")  # noqa: B009
+            self._streams.run(
+                compress_jobs, count, src, self._out, src_off, dst_off, self._job_res, self._fills
+            )
+        for k in range(count):
+            self._install(index + k, k, src, base + k * PAGE_SIZE)
+            self._batch_done = k + 1
+
+    def _install(self, index: int, job: int, src: bytes | bytearray, start: int) -> None:
+        """Install the result of compression job `job` (the page at ``src[start:]``) in slot
+        `index`; on failure raise IOFailure and leave the slot as it was. The slot's old contents
+        are freed inline (`_free_slot` has the same logic) once the new object exists."""
+        result = self._job_res[job]
+        if result == FILLED:
             self._free_slot(index)
-            self._handle[index] = word
+            self._handle[index] = self._fills[job]
             self._flags[index] = SAME
             self._same_pages += 1
             self._pages_stored += 1
             return
-        # 2. Compress; 3. too big to be worth it: store the page raw in the huge class.
-        try:
-            data = self._compress(page)
-            if self.fault_hook is not None:
+        if self.fault_hook is not None:
+            try:
                 self.fault_hook("compress", index)
-        except Exception as exc:
-            raise IOFailure(f"compression failed: {exc}") from exc
-        size = len(data)
-        flags = size
-        if is_huge(size, self._huge_class_size):
-            data, size, flags = page, PAGE_SIZE, PAGE_SIZE | HUGE
-        # 4. Allocate and copy in (compacting once if the pool is full); 5. the limit check.
+            except Exception as exc:
+                raise IOFailure(f"compression failed: {exc}") from exc
+        if result == FAILED:
+            raise IOFailure(f"page {index}: {self.comp_algorithm} compression failed")
+        # Too big to be worth it: store the page raw in the huge class. Allocate and copy in
+        # (compacting once if the pool is full), then the limit check.
+        huge = is_huge(result, self._huge_class_size)
+        size = PAGE_SIZE if huge else result
         pool = self._pool
         assert pool is not None
         try:
-            location = pool.store(data, index)
+            location = self._allocate(index, job, src, start, huge, size)
         except PoolExhausted:
             pool.compact()
             try:
-                location = pool.store(data, index)
+                location = self._allocate(index, job, src, start, huge, size)
             except PoolExhausted as exc:
                 raise IOFailure(str(exc)) from None
         pages = pool.pages_allocated
@@ -283,7 +328,7 @@ class ZramDevice:
         if self.mem_limit_pages and pages > self.mem_limit_pages:
             pool.free(location)
             raise IOFailure(f"mem_limit reached ({self.mem_limit_pages} pages)")
-        # 6. Free the old contents and install the new object.
+        # Free the old contents and install the new object.
         old = self._flags[index]
         if old & SAME:
             self._same_pages -= 1
@@ -295,31 +340,76 @@ class ZramDevice:
         else:
             self._pages_stored += 1
         self._handle[index] = location
-        self._flags[index] = flags
         self._compr_data_size += size
-        if flags & HUGE:
+        if huge:
+            self._flags[index] = PAGE_SIZE | HUGE
             self._huge_pages += 1
             self._huge_pages_since += 1
+        else:
+            self._flags[index] = size
 
-    def _load_page(self, index: int) -> bytes:
-        """The contents of slot `index` as one page (``zram_read_page``)."""
-        flags = self._flags[index]
-        if not flags:
-            return ZERO_PAGE
-        if flags & SAME:
-            word = self._handle[index]
-            return ZERO_PAGE if word == 0 else word.to_bytes(8, "little") * _WORDS_PER_PAGE
+    def _allocate(
+        self, index: int, job: int, src: bytes | bytearray, start: int, huge: bool, size: int
+    ) -> int:
+        """A pool object holding the page (raw when `huge`) or its compressed form."""
         assert self._pool is not None
-        data = self._pool.read(self._handle[index], flags & SIZE_MASK)
-        if flags & HUGE:
-            return data
-        try:
-            page = self._decompress(data)
+        if huge:
+            return self._pool.store_from(src, start, PAGE_SIZE, index)
+        return self._pool.store_from(self._out, job * COMPRESS_STRIDE, size, index)
+
+    def _load_pages(self, index: int, count: int, dst: bytearray, base: int) -> None:
+        """``zram_read_page`` for the `count` (<= BATCH_PAGES) pages from slot `index` on, into
+        ``dst[base:]``. Raw (huge) pages are copied straight in; compressed objects are gathered
+        into `_staging` and decompressed, with fill words and empty slots, by the streams. A page
+        that cannot be restored raises IOFailure (`_batch_done`: the pages before it)."""
+        src_off, dst_off, result, fills = self._job_src, self._job_dst, self._job_res, self._fills
+        handle, flags, pool, codec = self._handle, self._flags, self._pool, self._codec
+        assert pool is not None and codec is not None
+        jobs = staged = 0
+        for k in range(count):
+            slot = index + k
+            f = flags[slot]
+            at = base + k * PAGE_SIZE
+            if f & HUGE:
+                pool.read_into(handle[slot], PAGE_SIZE, dst, at)
+                continue
+            dst_off[jobs] = at
+            if not f or f & SAME:
+                src_off[jobs] = -1
+                result[jobs] = FILLED
+                fills[jobs] = handle[slot]  # 0 for an empty slot
+            else:
+                size = f & SIZE_MASK
+                pool.read_into(handle[slot], size, self._staging, staged)
+                src_off[jobs] = staged
+                result[jobs] = size
+                staged += size
+            jobs += 1
+        self._batch_done = 0
+        if jobs < 2 * MIN_JOBS_PER_STREAM or self._streams.count == 1:
+            codec.decompress_jobs(0, self._staging, dst, src_off, dst_off, result, fills, 0, jobs)
+        else:
+            decompress_jobs = getattr(codec, "decompress_jobs")  # noqa: B009 -- see _store_pages
+            self._streams.run(decompress_jobs, jobs, self._staging, dst, src_off, dst_off, result, fills)
+        for j in range(jobs):
+            if src_off[j] < 0:
+                continue
+            slot = index + (dst_off[j] - base) // PAGE_SIZE
+            if result[j] == FAILED:
+                self._batch_done = slot - index
+                raise IOFailure(f"page {slot}: {codec.name}: not the compressed form of one page")
             if self.fault_hook is not None:
-                self.fault_hook("decompress", index)
-        except Exception as exc:
-            raise IOFailure(f"page {index}: {exc}") from exc
-        return page
+                try:
+                    self.fault_hook("decompress", slot)
+                except Exception as exc:
+                    self._batch_done = slot - index
+                    raise IOFailure(f"page {slot}: {exc}") from exc
+        self._batch_done = count
+
+    def _page_bytes(self, index: int) -> bytes:
+        """The contents of slot `index` as one page, for the read-modify-write of partial pages."""
+        self._load_pages(index, 1, self._page, 0)
+        return bytes(self._page)
 
     def stored_object(self, index: int) -> tuple[int, int] | None:
         """(pool location, compressed length) of page `index`, or None unless it holds a
@@ -359,26 +449,22 @@ class ZramDevice:
                 data = data[:length]
             pos = 0
             try:
-                if not (offset | length) & (PAGE_SIZE - 1):  # whole pages: the common case
-                    index = offset >> PAGE_SHIFT
-                    if length == PAGE_SIZE:
-                        self._store_page(index, data)
-                    else:
-                        store = self._store_page
-                        for pos in range(0, length, PAGE_SIZE):
-                            store(index, data[pos : pos + PAGE_SIZE])
-                            index += 1
-                    pos = length
                 while pos < length:
                     index = (offset + pos) >> PAGE_SHIFT
                     in_page = (offset + pos) & (PAGE_SIZE - 1)
+                    if in_page == 0 and length - pos >= PAGE_SIZE:  # whole pages: the common case
+                        count = min((length - pos) >> PAGE_SHIFT, BATCH_PAGES)
+                        try:
+                            self._store_pages(index, data, pos, count)
+                        except IOFailure:
+                            pos += self._batch_done * PAGE_SIZE
+                            raise
+                        pos += count * PAGE_SIZE
+                        continue
                     chunk = min(PAGE_SIZE - in_page, length - pos)
-                    if chunk == PAGE_SIZE:
-                        page = data[pos : pos + PAGE_SIZE]
-                    else:
-                        old = self._load_page(index)
-                        page = old[:in_page] + data[pos : pos + chunk] + old[in_page + chunk :]
-                    self._store_page(index, page)
+                    old = self._page_bytes(index)
+                    page = old[:in_page] + data[pos : pos + chunk] + old[in_page + chunk :]
+                    self._store_pages(index, page, 0, 1)
                     pos += chunk
             except IOFailure:
                 self._failed_writes += 1
@@ -392,39 +478,37 @@ class ZramDevice:
         A page that cannot be restored raises IOFailure and counts in failed_reads."""
         return bytes(self.read_view(offset, size, None))
 
-    def read_view(self, offset: int, size: int, buffer: bytearray | None) -> bytes | memoryview:
-        """`read`, for the FUSE front end, without a request-sized allocation: returns a view of
-        the bytes, valid until the next call with the same `buffer`. A single whole page comes
-        back as the page object itself (no copy, `buffer` untouched); a read of several pages is
-        assembled in `buffer` (one the caller reuses; a new one is made if it is None or too
-        small) and a view of it is returned."""
+    def read_view(self, offset: int, size: int, buffer: bytearray | None) -> memoryview:
+        """`read`, for the FUSE front end, without a request-sized allocation: the pages are
+        restored into `buffer` (one the caller reuses; a new one is made if it is None or smaller
+        than the pages the read touches) and a view of the bytes asked for is returned, valid
+        until the next call with the same `buffer`."""
         with self.lock:
             started = time.monotonic_ns()
             if offset < 0:
                 raise InvalidArgument("negative offset")
             size = max(0, min(size, self.disksize - offset))
-            if buffer is None or len(buffer) < size:
-                buffer = bytearray(size)
-            pos = 0
+            in_page = offset & (PAGE_SIZE - 1)
+            first = offset >> PAGE_SHIFT
+            count = (in_page + size + PAGE_SIZE - 1) >> PAGE_SHIFT if size else 0
+            if buffer is None or len(buffer) < count * PAGE_SIZE:
+                buffer = bytearray(count * PAGE_SIZE)
+            done = 0
             try:
-                if size == PAGE_SIZE and not offset & (PAGE_SIZE - 1):
-                    page = self._load_page(offset >> PAGE_SHIFT)
-                    pos = size
-                    return page
-                view = memoryview(buffer)
-                while pos < size:
-                    index = (offset + pos) >> PAGE_SHIFT
-                    in_page = (offset + pos) & (PAGE_SIZE - 1)
-                    chunk = min(PAGE_SIZE - in_page, size - pos)
-                    page = self._load_page(index)
-                    view[pos : pos + chunk] = page if chunk == PAGE_SIZE else page[in_page : in_page + chunk]
-                    pos += chunk
-                return view[:size]
+                while done < count:
+                    n = min(count - done, BATCH_PAGES)
+                    try:
+                        self._load_pages(first + done, n, buffer, done * PAGE_SIZE)
+                    except IOFailure:
+                        done += self._batch_done
+                        raise
+                    done += n
             except IOFailure:
                 self._failed_reads += 1
                 raise
             finally:
-                self._account(self._stat_read, pos, started)
+                self._account(self._stat_read, min(size, max(0, done * PAGE_SIZE - in_page)), started)
+            return memoryview(buffer)[in_page : in_page + size]
 
     def discard(self, offset: int, length: int, write_zeroes: bool = False) -> None:
         """Free the pages in [offset, offset+length): a DISCARD, or a WRITE_ZEROES when
@@ -464,8 +548,8 @@ class ZramDevice:
         if not self._flags[index]:
             return  # already reads as zeros
         in_page = start & (PAGE_SIZE - 1)
-        old = self._load_page(index)
-        self._store_page(index, old[:in_page] + bytes(end - start) + old[in_page + end - start :])
+        old = self._page_bytes(index)
+        self._store_pages(index, old[:in_page] + bytes(end - start) + old[in_page + end - start :], 0, 1)
 
     def flush(self) -> None:
         """A flush (fsync): nothing to write back, but it is counted like the block layer does."""
@@ -488,7 +572,7 @@ class ZramDevice:
                 orig_data_size=self._pages_stored << PAGE_SHIFT,
                 compr_data_size=self._compr_data_size,
                 mem_used_total=pool_pages << PAGE_SHIFT,
-                mem_limit=self.mem_limit_pages << PAGE_SHIFT,
+                mem_limit=int(self.mem_limit_pages) << PAGE_SHIFT,  # int(): up to 2**64, past a C integer
                 mem_used_max=self._max_used_pages << PAGE_SHIFT,
                 same_pages=self._same_pages,
                 pages_compacted=pool.pages_compacted if pool else 0,

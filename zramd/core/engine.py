@@ -19,9 +19,10 @@ import os
 from types import ModuleType
 from typing import TYPE_CHECKING
 
+from zramd.core import codec as python_codec
 from zramd.core import device as python_device
 from zramd.core import pool as python_pool
-from zramd.core.buildinfo import COMPILED, source_digest
+from zramd.core.buildinfo import built_modules, source_digest
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +34,7 @@ def _compiled() -> tuple[dict[str, ModuleType] | None, str]:
     if os.environ.get(PURE_PYTHON_ENV) == "1":
         return None, f"{PURE_PYTHON_ENV}=1"
     modules = {}
-    for name, compiled in COMPILED.items():
+    for compiled, name in built_modules().items():
         try:
             module = importlib.import_module(f"zramd.core.{compiled}")
         except ImportError as exc:
@@ -41,7 +42,7 @@ def _compiled() -> tuple[dict[str, ModuleType] | None, str]:
         if getattr(module, "SOURCE_SHA256", None) != source_digest(name):
             return (
                 None,
-                f"zramd.core.{compiled} was built from an older {name}.py (rebuild: scripts/bootstrap)",
+                f"zramd.core.{compiled} was built from an older {name} source (rebuild: scripts/bootstrap)",
             )
         modules[name] = module
     return modules, "built from the current source"
@@ -57,13 +58,16 @@ if _modules is None:
         log.warning("running the pure-Python core: %s", REASON)
 else:
     pool_module, device_module = _modules["pool"], _modules["device"]
+codec_module: ModuleType = python_codec if _modules is None else _modules["_codec_c"]
 
 if TYPE_CHECKING:  # both builds have the source's interface
+    from zramd.core.codec import PageCodec as PageCodec
     from zramd.core.device import ZramDevice as ZramDevice
     from zramd.core.pool import ZsPool as ZsPool
 else:
     ZsPool = pool_module.ZsPool
     ZramDevice = device_module.ZramDevice
+    PageCodec = codec_module.PageCodec
 
 
 def describe() -> str:

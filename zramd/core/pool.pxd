@@ -3,6 +3,8 @@
 # runs unchanged without them. Bounds checking and wraparound checks stay on.
 cimport cython
 
+cdef Py_ssize_t OBJ_INDEX_BITS, OBJ_INDEX_MASK, FREE_END, RATIO_0, RATIO_99, RATIO_100, NR_GROUPS
+cdef Py_ssize_t HANDLE_SIZE, PAGE_SHIFT, PAGE_SIZE
 
 
 @cython.final
@@ -17,6 +19,7 @@ cdef class ZsPool:
     cdef public Py_ssize_t zspage_ids_touched
     cdef public object _arena
     cdef object _mem
+    cdef unsigned char[::1] _bytes
     cdef long long[::1] _words
     cdef unsigned short[::1] _class_for_size
     cdef unsigned short[::1] _size
@@ -45,7 +48,7 @@ cdef class ZsPool:
     cdef int[::1] _free_frames
     cdef Py_ssize_t _nfree_frames
 
-    @cython.locals(cid=Py_ssize_t, group=Py_ssize_t, zspage=Py_ssize_t,
+    @cython.locals(cid=Py_ssize_t, group=Py_ssize_t, zspage=Py_ssize_t, mask=cython.uint,
                    index=Py_ssize_t, offset=Py_ssize_t, inuse=Py_ssize_t, new_group=Py_ssize_t)
     cpdef Py_ssize_t malloc(self, Py_ssize_t size, Py_ssize_t owner) except? -1
 
@@ -91,6 +94,15 @@ cdef class ZsPool:
 
     @cython.locals(zspage=Py_ssize_t, cid=Py_ssize_t, skip=Py_ssize_t)
     cpdef bytes read(self, Py_ssize_t location, Py_ssize_t size)
+
+    @cython.locals(location=Py_ssize_t, zspage=Py_ssize_t, cid=Py_ssize_t, skip=Py_ssize_t, at=Py_ssize_t,
+                   head=Py_ssize_t, first=Py_ssize_t, second=Py_ssize_t)
+    cpdef Py_ssize_t store_from(self, const unsigned char[::1] src, Py_ssize_t start, Py_ssize_t size,
+                                Py_ssize_t owner) except? -1
+
+    @cython.locals(zspage=Py_ssize_t, cid=Py_ssize_t, skip=Py_ssize_t, at=Py_ssize_t, head=Py_ssize_t,
+                   first=Py_ssize_t, second=Py_ssize_t)
+    cpdef read_into(self, Py_ssize_t location, Py_ssize_t size, unsigned char[::1] dst, Py_ssize_t start)
 
     @cython.locals(first=Py_ssize_t, head=Py_ssize_t, second=Py_ssize_t)
     cpdef bytes _load(self, Py_ssize_t zspage, Py_ssize_t cid, Py_ssize_t index, Py_ssize_t skip,

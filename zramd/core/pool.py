@@ -126,6 +126,7 @@ class ZsPool:
             -1, max_pages << PAGE_SHIFT, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | _MAP_NORESERVE
         )
         self._mem = memoryview(self._arena)
+        self._bytes = self._mem  # the same bytes; typed unsigned char[::1] in the compiled build
         self._words = memoryview(self._arena).cast("q")  # the arena as 8-byte words: object headers
         classes = self.table.classes
         nclasses = len(classes)
@@ -186,7 +187,9 @@ class ZsPool:
         cid = self._class_for_size[size]
         mask = self._nonfull_mask[cid]
         if mask:
-            group = mask.bit_length() - 1
+            group = RATIO_99  # the fullest non-full group that has zspages: mask's top bit
+            while not mask >> group & 1:
+                group -= 1
             zspage = self._group_heads[cid * NR_GROUPS + group]
         else:
             zspage = self._alloc_zspage(cid)
@@ -433,6 +436,36 @@ class ZsPool:
             self._mem[first : first + head] = view[:head]
             self._mem[second : second + n - head] = view[head:]
 
+    def store_from(self, src: bytes | bytearray | memoryview, start: int, size: int, owner: int) -> int:
+        """`store` for the `size` bytes at ``src[start:]`` (the write path's staging buffer),
+        without a bytes object in between."""
+        location = self.malloc(size, owner)
+        zspage = location >> OBJ_INDEX_BITS
+        cid = self._zs_class[zspage]
+        skip = 0 if cid == self._huge_cid else HANDLE_SIZE
+        at = (location & OBJ_INDEX_MASK) * self._size[cid] + skip
+        head = min(size, PAGE_SIZE - (at & (PAGE_SIZE - 1)))  # the rest continues in the next frame
+        first = self._byte_offset(zspage, at)
+        self._bytes[first : first + head] = src[start : start + head]
+        if head < size:
+            second = self._byte_offset(zspage, at + head)
+            self._bytes[second : second + size - head] = src[start + head : start + size]
+        return location
+
+    def read_into(self, location: int, size: int, dst: bytearray | memoryview, start: int) -> None:
+        """`read` into ``dst[start:start + size]`` (the read path's staging or reply buffer): the
+        inverse of `store_from`."""
+        zspage = location >> OBJ_INDEX_BITS
+        cid = self._zs_class[zspage]
+        skip = 0 if cid == self._huge_cid else HANDLE_SIZE
+        at = (location & OBJ_INDEX_MASK) * self._size[cid] + skip
+        head = min(size, PAGE_SIZE - (at & (PAGE_SIZE - 1)))
+        first = self._byte_offset(zspage, at)
+        dst[start : start + head] = self._bytes[first : first + head]
+        if head < size:
+            second = self._byte_offset(zspage, at + head)
+            dst[start + head : start + size] = self._bytes[second : second + size - head]
+
     def owner(self, location: int) -> int:
         """The owner recorded for the live object at `location`."""
         zspage = location >> OBJ_INDEX_BITS
@@ -624,6 +657,7 @@ class ZsPool:
         self._zs_free = _empty("h")
         self._zs_prev = self._zs_next = self._zs_frames = self._free_ids = self._free_frames = _empty("i")
         self._zs_huge_owner = _empty("q")
+        self._bytes = _empty("B")
         self._mem.release()
         self._arena.close()
         self._meta.close()

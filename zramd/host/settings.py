@@ -19,6 +19,7 @@ class ServeConfig:
         devices exist at start (zram's num_devices; more come with hot_add).  disksize, algorithm,
         mem_limit: device 0's settings (disksize 0 leaves it uninitialised; mem_limit 0 = none).
         allow_other: let other users through (permissions are still enforced by the kernel).
+        streams: compression streams shared by the devices (0: one per online CPU).
         ready_fd: a pipe to report readiness or the start-up error to `zramd start`.
     """
 
@@ -30,3 +31,4 @@ class ServeConfig:
     allow_other: bool = False
     ready_fd: int | None = None
     noop: bool = False  # serve the benchmark's no-op device instead (reads zeros, drops writes)
+    streams: int = 0

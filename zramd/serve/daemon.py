@@ -26,6 +26,7 @@ from zramd import __version__
 from zramd.core import attrs, engine
 from zramd.core.engine import ZramDevice
 from zramd.core.errors import UserError, ZramError
+from zramd.core.streams import CompressionStreams, online_cpus
 from zramd.host.mounts import FSNAME, prepare_mountpoint
 from zramd.host.rundir import RUN_DIR, block_link_dir, block_prefix, lockfile_for, pidfile_for
 from zramd.host.settings import ServeConfig
@@ -49,9 +50,11 @@ class Daemon:
         self.stop_reason = ""
         self.ops: ZramOperations | None = None
         self.start_error = ""
+        # Shared by every device: one request is served at a time (see ops.MAX_TASKS).
+        self.streams = CompressionStreams(config.streams or online_cpus())
 
     def new_device(self) -> ZramDevice:
-        return testing.NoopDevice() if self.config.noop else ZramDevice()
+        return testing.NoopDevice() if self.config.noop else ZramDevice(streams=self.streams)
 
     def setup_first_device(self, device: ZramDevice) -> None:
         """Configure device 0 from the command line, in the kernel's order; a size of 0 leaves
@@ -77,6 +80,7 @@ class Daemon:
             "uptime_seconds": str(int(time.time() - self.started)),
             "fallocate": "yes" if HAS_FALLOCATE else "no (discard does not free memory)",
             "core": engine.describe(),
+            "streams": str(self.streams.count),
             **hardening.self_check(),
         }
         return "".join(f"{key}: {value}\n" for key, value in lines.items())
@@ -221,7 +225,10 @@ class Daemon:
             f"zram{i} ({device.disksize} bytes, {device.comp_algorithm}) on {ops.blocks.path_of(i)}"
             for i, device in sorted(ops.devices.items())
         )
-        status = f"serving {self.mountpoint}: {devices or 'no devices'}; {engine.describe()} core"
+        status = (
+            f"serving {self.mountpoint}: {devices or 'no devices'}; {engine.describe()} core, "
+            f"{self.streams.count} compression streams"
+        )
         log.info("%s", status)
         sdnotify.notify(f"READY=1\nSTATUS={status}\nMAINPID={os.getpid()}")
         if self.config.ready_fd is not None:

@@ -14,7 +14,7 @@ import os
 import weakref
 
 from zramd.core.attrs import Attribute
-from zramd.core.engine import ZramDevice
+from zramd.core.device import ZramDevice  # the Python build: it stores nothing, and the compiled one is final
 from zramd.core.errors import InvalidArgument, NoSpace
 
 FAULT_INJECTION_ENV = "ZRAMD_FAULT_INJECTION"
@@ -38,9 +38,9 @@ class NoopDevice(ZramDevice):
             raise NoSpace(f"write at {offset} is past the end of the disk ({self.disksize} bytes)")
         return min(len(data), self.disksize - offset)
 
-    def read_view(self, offset: int, size: int, buffer: bytearray | None) -> bytes | memoryview:
+    def read_view(self, offset: int, size: int, buffer: bytearray | None) -> memoryview:
         size = max(0, min(size, self.disksize - offset))
-        return memoryview(self._zeros)[:size] if size <= len(self._zeros) else bytes(size)
+        return memoryview(self._zeros)[:size] if size <= len(self._zeros) else memoryview(bytes(size))
 
 
 class FaultInjector:

@@ -1,0 +1,73 @@
+# Cython declarations that augment device.py when it is compiled (see zramd/core/engine.py and
+# setup.py): the slot table and batch buffers as typed memory, the counters as C integers, and
+# C-level calls into the compiled pool and the native codec. device.py stays the source and runs
+# unchanged without them. Bounds checking and wraparound checks stay on.
+cimport cython
+
+from zramd.core.codec cimport PageCodec
+from zramd.core.pool cimport ZsPool
+
+cdef Py_ssize_t SIZE_BITS, SIZE_MASK, SAME, HUGE, BATCH_PAGES
+cdef Py_ssize_t PAGE_SIZE, PAGE_SHIFT, SECTOR_SHIFT, COMPRESS_STRIDE, FAILED, FILLED, MIN_JOBS_PER_STREAM
+
+
+cpdef bint is_huge(Py_ssize_t compressed_size, Py_ssize_t huge_class_size)
+
+
+@cython.final
+cdef class ZramDevice:
+    cdef object __weakref__
+    cdef public object lock
+    cdef public Py_ssize_t chain_size
+    cdef object _pool_pages
+    cdef object _streams
+    cdef public str comp_algorithm
+    cdef public Py_ssize_t disksize
+    cdef public Py_ssize_t mem_limit_pages
+    cdef public object fault_hook
+    cdef ZsPool _pool
+    cdef PageCodec _codec
+    cdef object _table
+    cdef Py_ssize_t _nr_pages
+    cdef Py_ssize_t _huge_class_size
+    cdef Py_ssize_t _batch_done
+    cdef unsigned long long[::1] _handle
+    cdef unsigned int[::1] _flags
+    cdef unsigned char[::1] _out
+    cdef unsigned char[::1] _staging
+    cdef unsigned char[::1] _page
+    cdef long long[::1] _job_src
+    cdef long long[::1] _job_dst
+    cdef long long[::1] _job_res
+    cdef unsigned long long[::1] _fills
+    cdef Py_ssize_t _pages_stored
+    cdef Py_ssize_t _compr_data_size
+    cdef Py_ssize_t _same_pages
+    cdef Py_ssize_t _huge_pages
+    cdef Py_ssize_t _huge_pages_since
+    cdef Py_ssize_t _max_used_pages
+    cdef Py_ssize_t _failed_reads
+    cdef Py_ssize_t _failed_writes
+    cdef Py_ssize_t _notify_free
+    cdef object _stat_read
+    cdef object _stat_write
+    cdef object _stat_discard
+    cdef object _stat_flush
+
+    @cython.locals(flags=Py_ssize_t)
+    cpdef _free_slot(self, Py_ssize_t index)
+
+    @cython.locals(k=Py_ssize_t, codec=PageCodec)
+    cpdef _store_pages(self, Py_ssize_t index, const unsigned char[::1] src, Py_ssize_t base, Py_ssize_t count)
+
+    @cython.locals(result=cython.longlong, huge=bint, size=Py_ssize_t, pool=ZsPool, location=Py_ssize_t,
+                   pages=Py_ssize_t, old=Py_ssize_t)
+    cpdef _install(self, Py_ssize_t index, Py_ssize_t job, const unsigned char[::1] src, Py_ssize_t start)
+
+    cpdef Py_ssize_t _allocate(self, Py_ssize_t index, Py_ssize_t job, const unsigned char[::1] src,
+                               Py_ssize_t start, bint huge, Py_ssize_t size) except? -1
+
+    @cython.locals(jobs=Py_ssize_t, staged=Py_ssize_t, k=Py_ssize_t, j=Py_ssize_t, slot=Py_ssize_t,
+                   f=Py_ssize_t, at=Py_ssize_t, size=Py_ssize_t, pool=ZsPool,
+                   codec=PageCodec)
+    cpdef _load_pages(self, Py_ssize_t index, Py_ssize_t count, unsigned char[::1] dst, Py_ssize_t base)
