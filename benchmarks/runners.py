@@ -37,11 +37,12 @@ from typing import Any
 
 from zramd import __version__
 from zramd.admin import control
+from zramd.core.engine import PURE_PYTHON_ENV
 from zramd.core.errors import UserError
 from zramd.core.units import PAGE_SIZE, format_size
 from zramd.host import mounts
 from zramd.host.processes import daemon_pid, pid_alive, run_tool
-from zramd.host.rundir import device_dir, logfile_for
+from zramd.host.rundir import CONTROL_NAME, device_dir, logfile_for
 from zramd.host.settings import ServeConfig
 from zramd.host.sysdir import SysDir
 
@@ -49,7 +50,7 @@ KiB = 1 << 10
 MiB = 1 << 20
 GiB = 1 << 30
 
-TARGETS = ("zramd", "noop", "kernel")
+TARGETS = ("zramd", "python", "noop", "kernel")  # python: zramd running its pure-Python core
 KERNEL_SYSFS = Path("/sys/block/zram0")
 KERNEL = SysDir(KERNEL_SYSFS)
 KERNEL_DEV = "/dev/zram0"
@@ -157,7 +158,7 @@ class Target:
     """One device under test.
 
     Attributes:
-        name: "zramd", "noop" or "kernel".
+        name: "zramd", "python" (zramd with ZRAMD_PURE_PYTHON=1), "noop" or "kernel".
         file: the path the "file" cells use with O_DIRECT (ROOT/zram0/disk or /dev/zram0).
         sysdir: its attribute directory (ROOT/zram0 or /sys/block/zram0).
         pid: the daemon's pid (None for the kernel).
@@ -476,12 +477,31 @@ class Bench:
             noop=name == "noop",
         )
         self.undo(stack, f"removing {mountpoint}", _remove_empty_dir, mountpoint)
-        control.start(config, log_level="warning", timeout=60)
+        pure = os.environ.get(PURE_PYTHON_ENV)
+        if name == "python":  # the daemon inherits the environment
+            os.environ[PURE_PYTHON_ENV] = "1"
+        try:
+            control.start(config, log_level="warning", timeout=60)
+        finally:
+            if pure is None:
+                os.environ.pop(PURE_PYTHON_ENV, None)
+            else:
+                os.environ[PURE_PYTHON_ENV] = pure
         pid = daemon_pid(str(mountpoint))
         self.undo(stack, f"stopping {name} (pid {pid})", _stop_daemon, str(mountpoint), pid)
         if pid is None:
             raise UserError(f"no pid file for the daemon on {mountpoint}")
         self.created.append(str(mountpoint))
+        report = dict(
+            line.split(": ", 1)
+            for line in SysDir(mountpoint / CONTROL_NAME).read("daemon").splitlines()
+            if ": " in line
+        )
+        self.info[f"{name}_core"] = report.get("core", "")
+        self.info[f"{name}_streams"] = report.get("streams", "")
+        want = {"zramd": "compiled", "python": "python"}.get(name)
+        if want and not report.get("core", "").startswith(want):
+            raise UserError(f"the {name} target runs the {report.get('core')!r} core, not the {want} one")
         device = device_dir(mountpoint, 0)
         self.targets[name] = Target(name, str(device / "disk"), SysDir(device), pid)
 
@@ -637,7 +657,7 @@ class Bench:
             self.corpus = corpus_dir / "corpus.img"
             progress.note(f"building the corpus ({format_size(options.size)})")
             self.info["corpus"] = build_corpus(self.corpus, options.size)
-            for name in ("zramd", "noop"):
+            for name in ("zramd", "python", "noop"):
                 if name in options.targets:
                     progress.note(f"starting {name}")
                     self.start_daemon(stack, name)

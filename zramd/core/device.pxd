@@ -7,7 +7,7 @@ cimport cython
 from zramd.core.codec cimport PageCodec
 from zramd.core.pool cimport ZsPool
 
-cdef Py_ssize_t SIZE_BITS, SIZE_MASK, SAME, HUGE, BATCH_PAGES
+cdef Py_ssize_t SIZE_BITS, SIZE_MASK, SAME, HUGE, BATCH_PAGES, READS, WRITES, DISCARDS, FLUSHES
 cdef Py_ssize_t PAGE_SIZE, PAGE_SHIFT, SECTOR_SHIFT, COMPRESS_STRIDE, FAILED, FILLED, MIN_JOBS_PER_STREAM
 
 
@@ -49,10 +49,7 @@ cdef class ZramDevice:
     cdef Py_ssize_t _failed_reads
     cdef Py_ssize_t _failed_writes
     cdef Py_ssize_t _notify_free
-    cdef object _stat_read
-    cdef object _stat_write
-    cdef object _stat_discard
-    cdef object _stat_flush
+    cdef long long[::1] _requests
 
     @cython.locals(flags=Py_ssize_t)
     cpdef _free_slot(self, Py_ssize_t index)
@@ -71,3 +68,5 @@ cdef class ZramDevice:
                    f=Py_ssize_t, at=Py_ssize_t, size=Py_ssize_t, pool=ZsPool,
                    codec=PageCodec)
     cpdef _load_pages(self, Py_ssize_t index, Py_ssize_t count, unsigned char[::1] dst, Py_ssize_t base)
+
+    cpdef _account(self, Py_ssize_t stat, Py_ssize_t nbytes, long long started)

@@ -54,18 +54,9 @@ ZERO_PAGE = bytes(PAGE_SIZE)
 BATCH_PAGES = 256
 
 
-class _RequestCounter:
-    """The running (mutable) form of `RequestStat`."""
-
-    __slots__ = ("ios", "nanos", "sectors")
-
-    def __init__(self) -> None:
-        self.ios = 0
-        self.sectors = 0
-        self.nanos = 0
-
-    def snapshot(self) -> RequestStat:
-        return RequestStat(self.ios, self.sectors, self.nanos)
+# The block-layer request counters (``stat``): three numbers (ios, sectors, nanoseconds) for
+# each of these, at this offset in `ZramDevice._requests`.
+READS, WRITES, DISCARDS, FLUSHES = 0, 3, 6, 9
 
 
 def is_huge(compressed_size: int, huge_class_size: int) -> bool:
@@ -147,10 +138,7 @@ class ZramDevice:
         self._failed_reads = 0
         self._failed_writes = 0
         self._notify_free = 0
-        self._stat_read = _RequestCounter()
-        self._stat_write = _RequestCounter()
-        self._stat_discard = _RequestCounter()
-        self._stat_flush = _RequestCounter()
+        self._requests = array("q", bytes(8 * 12))  # READS, WRITES, DISCARDS, FLUSHES
 
     # ------------------------------------------------------------------ setup state machine
 
@@ -470,7 +458,7 @@ class ZramDevice:
                 self._failed_writes += 1
                 raise
             finally:
-                self._account(self._stat_write, pos, started)
+                self._account(WRITES, pos, started)
             return length
 
     def read(self, offset: int, size: int) -> bytes:
@@ -507,7 +495,7 @@ class ZramDevice:
                 self._failed_reads += 1
                 raise
             finally:
-                self._account(self._stat_read, min(size, max(0, done * PAGE_SIZE - in_page)), started)
+                self._account(READS, min(size, max(0, done * PAGE_SIZE - in_page)), started)
             return memoryview(buffer)[in_page : in_page + size]
 
     def discard(self, offset: int, length: int, write_zeroes: bool = False) -> None:
@@ -538,7 +526,7 @@ class ZramDevice:
             for index in range(first, last):
                 self._free_slot(index)
             self._notify_free += max(0, last - first)
-            self._account(self._stat_write if write_zeroes else self._stat_discard, end - offset, started)
+            self._account(WRITES if write_zeroes else DISCARDS, end - offset, started)
 
     def _zero_partial(self, start: int, end: int) -> None:
         """Zero bytes [start, end) that lie within one page, keeping the rest of the page."""
@@ -554,12 +542,14 @@ class ZramDevice:
     def flush(self) -> None:
         """A flush (fsync): nothing to write back, but it is counted like the block layer does."""
         with self.lock:
-            self._stat_flush.ios += 1
+            self._requests[FLUSHES] += 1
 
-    def _account(self, stat: _RequestCounter, nbytes: int, started: int) -> None:
-        stat.ios += 1
-        stat.sectors += nbytes >> SECTOR_SHIFT
-        stat.nanos += time.monotonic_ns() - started
+    def _account(self, stat: int, nbytes: int, started: int) -> None:
+        """Count one request of kind `stat` (READS, ...) of `nbytes` that began at `started`."""
+        requests = self._requests
+        requests[stat] += 1
+        requests[stat + 1] += nbytes >> SECTOR_SHIFT
+        requests[stat + 2] += time.monotonic_ns() - started
 
     # ------------------------------------------------------------------ statistics
 
@@ -581,12 +571,16 @@ class ZramDevice:
             )
             io = IoStat(self._failed_reads, self._failed_writes, self._notify_free)
             block = BlockStat(
-                read=self._stat_read.snapshot(),
-                write=self._stat_write.snapshot(),
-                discard=self._stat_discard.snapshot(),
-                flush=self._stat_flush.snapshot(),
+                read=self._request_stat(READS),
+                write=self._request_stat(WRITES),
+                discard=self._request_stat(DISCARDS),
+                flush=self._request_stat(FLUSHES),
             )
             return DeviceStatistics(mm, io, block, self._pages_stored, pool_pages)
+
+    def _request_stat(self, stat: int) -> RequestStat:
+        requests = self._requests
+        return RequestStat(requests[stat], requests[stat + 1], requests[stat + 2])
 
     def class_stats(self) -> list[ClassStats]:
         """The pool's size classes, one row each (all zeros while uninitialised)."""

@@ -236,7 +236,7 @@ class ZsPool:
         else:
             index = location & OBJ_INDEX_MASK
             offset = self._object_offset(zspage, cid, index)
-            self._words[offset >> 3] = self._zs_free[zspage] << 1
+            self._words[offset >> 3] = self._zs_free[zspage] * 2  # * 2, not << 1: the end mark is -1
             self._zs_free[zspage] = index
         inuse = self._zs_inuse[zspage] - 1
         self._zs_inuse[zspage] = inuse
@@ -270,7 +270,7 @@ class ZsPool:
             self._zs_huge_owner[zspage] = 0
         else:
             offset = self._object_offset(zspage, cid, index)
-            self._words[offset >> 3] = self._zs_free[zspage] << 1
+            self._words[offset >> 3] = self._zs_free[zspage] * 2  # * 2, not << 1: the end mark is -1
             self._zs_free[zspage] = index
         self._zs_inuse[zspage] -= 1
 
