@@ -110,10 +110,22 @@ def abort_fuse_connection(mountpoint: Path) -> None:
 
 
 def run_storm(
-    mountpoint: Path, limit: int = 64 * MiB, factor: int = 4, seed: int = 0, bound: float = 120
+    mountpoint: Path | None,
+    limit: int = 64 * MiB,
+    factor: int = 4,
+    seed: int = 0,
+    bound: float = 120,
+    mm_stat: Path | None = None,
 ) -> StormResult:
     """One storm: `factor` x `limit` bytes through a cgroup limited to `limit`. Raises
-    StormHang when it takes longer than `bound` seconds, AssertionError when data is wrong."""
+    StormHang when it takes longer than `bound` seconds, AssertionError when data is wrong.
+
+    The peak orig_data_size is polled from `mm_stat` (default: the zramd mount's
+    ``mountpoint/zram0/mm_stat``; e.g. /sys/block/zram0/mm_stat for the kernel's zram, with
+    `mountpoint` None: then a hang has no FUSE connection to abort)."""
+    if mm_stat is None:
+        assert mountpoint is not None, "run_storm needs a mountpoint or an mm_stat path"
+        mm_stat = mountpoint / "zram0" / "mm_stat"
     cgroup = MemoryCgroup(f"zramd-storm-{os.getpid()}-{seed}", limit)
     out0, in0 = vmstat("pswpout"), vmstat("pswpin")
     peak = 0
@@ -128,7 +140,7 @@ def run_storm(
                 if time.monotonic() - started > bound:
                     raise StormHang(f"swap storm {seed} did not finish within {bound:g} s")
                 with contextlib.suppress(OSError, ValueError, IndexError):
-                    peak = max(peak, int((mountpoint / "zram0" / "mm_stat").read_text().split()[0]))
+                    peak = max(peak, int(mm_stat.read_text().split()[0]))
                 time.sleep(0.1)
         finally:
             if proc.poll() is None:
@@ -136,6 +148,8 @@ def run_storm(
                 try:
                     proc.wait(timeout=10)
                 except subprocess.TimeoutExpired:
+                    if mountpoint is None:
+                        raise
                     abort_fuse_connection(mountpoint)
                     proc.wait(timeout=30)
         stdout, stderr = proc.communicate()

@@ -1311,3 +1311,53 @@ TestDeviceMachine = DeviceMachine.TestCase
 TestDeviceMachine.settings = settings(
     max_examples=100, stateful_step_count=50, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
+
+
+# ============================================================================ 9. compression streams
+
+
+def _mixed_request(pages: int, seed: int) -> bytes:
+    kinds: list[Callable[[int], bytes]] = [
+        text_page,
+        random_bytes,
+        lambda _k: bytes(PAGE),
+        lambda k: b"WORD%04d" % k * 512,
+    ]
+    return b"".join(kinds[(k * 7 + seed) % len(kinds)](k + seed) for k in range(pages))
+
+
+@pytest.mark.parametrize("streams", [2, 3])
+def test_streams_store_what_one_stream_stores(streams: int) -> None:
+    """Large requests split between streams give the same contents, counters and pool layout as
+    the serving thread alone, and so do the failures that stop a request part way."""
+    from zramd.core.streams import CompressionStreams
+
+    pools = [CompressionStreams(1), CompressionStreams(streams)]
+    devices = [ZramDevice(streams=pool) for pool in pools]
+    try:
+        for dev in devices:
+            dev.set_disksize(512 * PAGE)
+        for seed, (offset, pages) in enumerate(
+            [(0, 256), (64 * PAGE, 100), (300 * PAGE, 17), (5 * PAGE, 256)]
+        ):
+            data = _mixed_request(pages, seed)
+            for dev in devices:
+                assert dev.write(offset, data) == len(data)
+        for dev in devices:
+            dev.set_mem_limit(dev.statistics().mm.mem_used_total + 8 * PAGE)  # room for a few more
+        outcomes = []
+        for dev in devices:
+            before = dev.statistics().block.write.sectors
+            with pytest.raises(IOFailure, match="mem_limit"):
+                dev.write(256 * PAGE, b"".join(random_bytes(900 + k) for k in range(200)))
+            outcomes.append(dev.statistics().block.write.sectors - before)
+        assert outcomes[0] == outcomes[1] and 0 < outcomes[0] < 200 * 8  # stopped part way, alike
+        first, second = (dev.read(0, 512 * PAGE) for dev in devices)
+        assert first == second
+        assert devices[0].statistics().mm == devices[1].statistics().mm
+        assert devices[0].class_stats() == devices[1].class_stats()
+        for dev in devices:
+            dev.check_invariants()
+    finally:
+        for pool in pools:
+            pool.close()

@@ -32,6 +32,7 @@ from tests.mount_util import (
     zramd_mount,
 )
 from zramd.core import engine
+from zramd.core.streams import online_cpus
 from zramd.host.loop import bound_under
 from zramd.host.mounts import DEAD_MOUNT_ERRNOS, mount_entry, swap_devices
 from zramd.host.processes import daemon_pid
@@ -279,6 +280,31 @@ def test_status_lists_devices_like_zramctl(tmp_path: Path) -> None:
         assert raw[2:4] == [str(64 * MiB), str(2 * MiB)]
         listing = zramd("status").stdout
         assert link in listing
+        assert row[6] == str(online_cpus())  # STREAMS: one per online CPU by default
+        assert data[0]["streams"] == online_cpus()
+
+
+def test_streams_setting_reaches_the_daemon(tmp_path: Path) -> None:
+    """--streams sets the daemon's compression streams; a 1 MiB write through 3 streams stores
+    exactly what a single stream would (the contents and the compressed size)."""
+    payload = (b"".join(os.urandom(1024) + b"text %d " % i * 100 for i in range(256)) * 3)[:MiB]
+    sizes = []
+    for streams in ("1", "3"):
+        with zramd_mount(tmp_path / f"m{streams}", "--size", "8M", "--streams", streams) as mount:
+            assert f"streams: {streams}\n" in (mount.path / "zram-control" / "daemon").read_text()
+            assert zramd("status", str(mount.path)).stdout.splitlines()[1].split()[6] == streams
+            fd = os.open(mount.disk, os.O_RDWR | os.O_DIRECT)
+            try:
+                buf = mmap.mmap(-1, MiB)
+                buf[:] = payload
+                assert os.pwrite(fd, buf, 0) == MiB
+                buf[:] = bytes(MiB)
+                assert os.preadv(fd, [buf], 0) == MiB
+                assert bytes(buf) == payload
+            finally:
+                os.close(fd)
+            sizes.append(mount.mm_stat()[:2])
+    assert sizes[0] == sizes[1]
 
 
 def test_reset_and_reinitialise_through_the_mount(tmp_path: Path) -> None:

@@ -403,6 +403,8 @@ def test_bad_config_is_one_clear_line(tmp_path: Path) -> None:
         (["frobnicate"], 2, "invalid choice"),
         (["start"], 2, "the following arguments are required: ROOT"),
         (["start", "/tmp", "--devices", "-1"], 2, "device count must be 0 to 64"),
+        (["start", "/tmp", "--streams", "0"], 2, "stream count must be 1 to 256"),
+        (["start", "/tmp", "--streams", "two"], 2, "invalid stream count"),
         (["start", "/tmp", "--device", "zram0"], 2, "unrecognized arguments: --device"),
         (["start", "/tmp", "--size", "4X"], 2, "invalid size"),
         (["start", "/tmp", "--size", ""], 2, "invalid size"),

@@ -45,6 +45,9 @@ cdef int KIND_LZ4 = 2
 # Must equal zramd.core.codec's.
 FAILED = -1
 FILLED = -2
+# A single page keeps the GIL: releasing and taking it back costs more than the wait it saves
+# (no other thread needs it then; the streams run only batches of many pages).
+cdef Py_ssize_t NOGIL_MIN_JOBS = 2
 cdef long long C_FAILED = -1
 cdef long long C_FILLED = -2
 
@@ -86,6 +89,59 @@ cdef inline void _fill(unsigned char* page, unsigned long long word) noexcept no
         memcpy(page + i, &word, 8)
 
 
+cdef struct _Jobs:
+    int kind
+    const unsigned char* src
+    unsigned char* dst
+    const long long* src_off
+    const long long* dst_off
+    long long* result
+    unsigned long long* fills
+    void* work
+    Py_ssize_t work_size
+
+
+cdef void _compress_range(_Jobs* j, Py_ssize_t first, Py_ssize_t last) noexcept nogil:
+    cdef Py_ssize_t k
+    cdef lzo_uint out_len
+    cdef int n
+    for k in range(first, last):
+        if _filled(j.src + j.src_off[k], &j.fills[k]):
+            j.result[k] = C_FILLED
+        elif j.kind == KIND_LZO:
+            out_len = STRIDE
+            if lzo1x_1_compress(j.src + j.src_off[k], PAGE, j.dst + j.dst_off[k], &out_len, j.work) == LZO_E_OK:
+                j.result[k] = out_len
+            else:
+                j.result[k] = C_FAILED
+        else:
+            n = LZ4_compress_fast_continue(LZ4_initStream(j.work, j.work_size),
+                                           <const char*>(j.src + j.src_off[k]),
+                                           <char*>(j.dst + j.dst_off[k]), PAGE, STRIDE, 1)
+            j.result[k] = n if n > 0 else C_FAILED
+
+
+cdef void _decompress_range(_Jobs* j, Py_ssize_t first, Py_ssize_t last) noexcept nogil:
+    cdef Py_ssize_t k
+    cdef lzo_uint out_len
+    cdef int n
+    for k in range(first, last):
+        if j.result[k] == C_FILLED:
+            _fill(j.dst + j.dst_off[k], j.fills[k])
+            j.result[k] = 0
+        elif j.kind == KIND_LZO:
+            out_len = PAGE
+            if lzo1x_decompress_safe(j.src + j.src_off[k], <lzo_uint>j.result[k], j.dst + j.dst_off[k],
+                                     &out_len, NULL) == LZO_E_OK and out_len == PAGE:
+                j.result[k] = 0
+            else:
+                j.result[k] = C_FAILED
+        else:
+            n = LZ4_decompress_safe(<const char*>(j.src + j.src_off[k]), <char*>(j.dst + j.dst_off[k]),
+                                    <int>j.result[k], PAGE)
+            j.result[k] = 0 if n == PAGE else C_FAILED
+
+
 cdef class PageCodec:
     """One algorithm's batch compressor and decompressor for `streams` concurrent callers."""
 
@@ -122,31 +178,19 @@ cdef class PageCodec:
                         long long[::1] result, unsigned long long[::1] fills, Py_ssize_t first,
                         Py_ssize_t last):
         """See zramd.core.codec.PageCodec.compress_jobs."""
-        cdef Py_ssize_t k
-        cdef lzo_uint out_len
-        cdef int n
-        cdef void* work
         self._bounds(stream, src_off, dst_off, result, fills, first, last)
         _check(src_off, first, last, PAGE, src.shape[0], "source")
         _check(dst_off, first, last, STRIDE, dst.shape[0], "destination")
         if last == first:
             return
-        work = self._work + stream * self._work_size
-        with nogil:
-            for k in range(first, last):
-                if _filled(&src[src_off[k]], &fills[k]):
-                    result[k] = C_FILLED
-                elif self._kind == KIND_LZO:
-                    out_len = STRIDE
-                    if lzo1x_1_compress(&src[src_off[k]], PAGE, &dst[dst_off[k]], &out_len, work) == LZO_E_OK:
-                        result[k] = out_len
-                    else:
-                        result[k] = C_FAILED
-                else:
-                    n = LZ4_compress_fast_continue(
-                        LZ4_initStream(work, self._work_size), <const char*>&src[src_off[k]],
-                        <char*>&dst[dst_off[k]], PAGE, STRIDE, 1)
-                    result[k] = n if n > 0 else C_FAILED
+        # Every offset is inside its buffer (checked above): from here on, plain pointers.
+        cdef _Jobs jobs = _Jobs(self._kind, &src[0], &dst[0], &src_off[0], &dst_off[0], &result[0],
+                                &fills[0], self._work + stream * self._work_size, self._work_size)
+        if last - first >= NOGIL_MIN_JOBS:
+            with nogil:
+                _compress_range(&jobs, first, last)
+        else:
+            _compress_range(&jobs, first, last)
 
     cpdef decompress_jobs(self, Py_ssize_t stream, const unsigned char[::1] src, unsigned char[::1] dst,
                           const long long[::1] src_off, const long long[::1] dst_off,
@@ -154,8 +198,6 @@ cdef class PageCodec:
                           Py_ssize_t last):
         """See zramd.core.codec.PageCodec.decompress_jobs."""
         cdef Py_ssize_t k
-        cdef lzo_uint out_len
-        cdef int n
         self._bounds(stream, src_off, dst_off, result, fills, first, last)
         for k in range(first, last):
             if result[k] == C_FILLED:
@@ -165,22 +207,16 @@ cdef class PageCodec:
         _check(dst_off, first, last, PAGE, dst.shape[0], "destination")
         if last == first:
             return
-        with nogil:
-            for k in range(first, last):
-                if result[k] == C_FILLED:
-                    _fill(&dst[dst_off[k]], fills[k])
-                    result[k] = 0
-                elif self._kind == KIND_LZO:
-                    out_len = PAGE
-                    if lzo1x_decompress_safe(&src[src_off[k]], <lzo_uint>result[k], &dst[dst_off[k]],
-                                             &out_len, NULL) == LZO_E_OK and out_len == PAGE:
-                        result[k] = 0
-                    else:
-                        result[k] = C_FAILED
-                else:
-                    n = LZ4_decompress_safe(<const char*>&src[src_off[k]], <char*>&dst[dst_off[k]],
-                                            <int>result[k], PAGE)
-                    result[k] = 0 if n == PAGE else C_FAILED
+        cdef const unsigned char* source = NULL  # no source at all when every job is a fill
+        if src.shape[0]:
+            source = &src[0]
+        cdef _Jobs jobs = _Jobs(self._kind, source, &dst[0], &src_off[0], &dst_off[0], &result[0],
+                                <unsigned long long*>&fills[0], NULL, 0)
+        if last - first >= NOGIL_MIN_JOBS:
+            with nogil:
+                _decompress_range(&jobs, first, last)
+        else:
+            _decompress_range(&jobs, first, last)
 
     cdef int _bounds(self, Py_ssize_t stream, const long long[::1] src_off, const long long[::1] dst_off,
                      long long[::1] result, const unsigned long long[::1] fills, Py_ssize_t first,

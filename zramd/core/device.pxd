@@ -7,7 +7,7 @@ cimport cython
 from zramd.core.codec cimport PageCodec
 from zramd.core.pool cimport ZsPool
 
-cdef Py_ssize_t SIZE_BITS, SIZE_MASK, SAME, HUGE, BATCH_PAGES, READS, WRITES, DISCARDS, FLUSHES
+cdef Py_ssize_t SIZE_BITS, SIZE_MASK, SAME, HUGE, BATCH_PAGES, SPLIT_MIN_NS, COMPRESSING, DECOMPRESSING, READS, WRITES, DISCARDS, FLUSHES
 cdef Py_ssize_t PAGE_SIZE, PAGE_SHIFT, SECTOR_SHIFT, COMPRESS_STRIDE, FAILED, FILLED, MIN_JOBS_PER_STREAM
 
 
@@ -31,6 +31,10 @@ cdef class ZramDevice:
     cdef Py_ssize_t _nr_pages
     cdef Py_ssize_t _huge_class_size
     cdef Py_ssize_t _batch_done
+    cdef Py_ssize_t _progress
+    cdef object _reply_owner
+    cdef unsigned char[::1] _reply
+    cdef object _reply_view
     cdef unsigned long long[::1] _handle
     cdef unsigned int[::1] _flags
     cdef unsigned char[::1] _out
@@ -50,11 +54,17 @@ cdef class ZramDevice:
     cdef Py_ssize_t _failed_writes
     cdef Py_ssize_t _notify_free
     cdef long long[::1] _requests
+    cdef long long[::1] _codec_ns
 
     @cython.locals(flags=Py_ssize_t)
     cpdef _free_slot(self, Py_ssize_t index)
 
-    @cython.locals(k=Py_ssize_t, codec=PageCodec)
+    @cython.locals(streams=Py_ssize_t)
+    cpdef Py_ssize_t _parts(self, Py_ssize_t jobs, Py_ssize_t direction) except -1
+
+    cpdef _learn(self, Py_ssize_t direction, long long elapsed_ns, Py_ssize_t jobs, Py_ssize_t parts)
+
+    @cython.locals(k=Py_ssize_t, codec=PageCodec, parts=Py_ssize_t, timed=bint, started=cython.longlong)
     cpdef _store_pages(self, Py_ssize_t index, const unsigned char[::1] src, Py_ssize_t base, Py_ssize_t count)
 
     @cython.locals(result=cython.longlong, huge=bint, size=Py_ssize_t, pool=ZsPool, location=Py_ssize_t,
@@ -66,7 +76,13 @@ cdef class ZramDevice:
 
     @cython.locals(jobs=Py_ssize_t, staged=Py_ssize_t, k=Py_ssize_t, j=Py_ssize_t, slot=Py_ssize_t,
                    f=Py_ssize_t, at=Py_ssize_t, size=Py_ssize_t, pool=ZsPool,
-                   codec=PageCodec)
+                   codec=PageCodec, parts=Py_ssize_t, timed=bint, started=cython.longlong)
     cpdef _load_pages(self, Py_ssize_t index, Py_ssize_t count, unsigned char[::1] dst, Py_ssize_t base)
 
     cpdef _account(self, Py_ssize_t stat, Py_ssize_t nbytes, long long started)
+
+    @cython.locals(pos=Py_ssize_t, index=Py_ssize_t, in_page=Py_ssize_t, count=Py_ssize_t, chunk=Py_ssize_t)
+    cpdef _write_range(self, Py_ssize_t offset, const unsigned char[::1] data, Py_ssize_t length)
+
+    @cython.locals(done=Py_ssize_t, n=Py_ssize_t)
+    cpdef _read_pages(self, Py_ssize_t first, Py_ssize_t count, unsigned char[::1] buffer)

@@ -52,6 +52,12 @@ ZERO_PAGE = bytes(PAGE_SIZE)
 # Pages handled per batch: a FUSE request is at most 1 MiB (max_write); longer writes and reads
 # (the tests' and tools') go in batches of this many pages.
 BATCH_PAGES = 256
+# A batch is split between the compression streams only when its codec work is estimated at
+# this much or more: waking another CPU costs tens of microseconds on a virtual machine, more
+# than 32 pages of fio's half-compressible data take to compress (see docs/performance.md).
+SPLIT_MIN_NS = 150_000
+_clock_ns = time.monotonic_ns  # bound once: the per-request path calls it without a lookup
+COMPRESSING, DECOMPRESSING = 0, 1  # the two estimates in ZramDevice._codec_ns
 
 
 # The block-layer request counters (``stat``): three numbers (ios, sectors, nanoseconds) for
@@ -107,6 +113,8 @@ class ZramDevice:
         self._nr_pages = 0
         self._huge_class_size = 0
         self._batch_done = 0
+        self._progress = 0
+        self._codec_ns = array("q", [4000, 4000])  # running estimate of ns per page, per direction
         self._release_buffers()
         self._zero_stats()
 
@@ -117,6 +125,9 @@ class ZramDevice:
         self._out = self._staging = self._page = bytearray()
         self._job_src, self._job_dst, self._job_res = array("q"), array("q"), array("q")
         self._fills = array("Q")
+        self._reply_owner: bytearray | None = None  # the last reply buffer of read_view, and views of it
+        self._reply: bytearray | memoryview = bytearray()
+        self._reply_view = memoryview(self._reply)
 
     def _make_buffers(self) -> None:
         """The batch buffers, made once per initialisation so that the write and read paths
@@ -264,7 +275,10 @@ class ZramDevice:
             src_off[k] = base + k * PAGE_SIZE
             dst_off[k] = k * COMPRESS_STRIDE
         self._batch_done = 0
-        if count < 2 * MIN_JOBS_PER_STREAM or self._streams.count == 1:
+        timed = count >= 2 * MIN_JOBS_PER_STREAM  # only batches that could be split are learnt from
+        started = _clock_ns() if timed else 0
+        parts = self._parts(count, COMPRESSING)
+        if parts == 1:
             codec.compress_jobs(0, src, self._out, src_off, dst_off, self._job_res, self._fills, 0, count)
         else:
             # getattr: the bound method as a Python callable (the compiled build would otherwise
@@ -273,6 +287,8 @@ class ZramDevice:
             self._streams.run(
                 compress_jobs, count, src, self._out, src_off, dst_off, self._job_res, self._fills
             )
+        if timed:
+            self._learn(COMPRESSING, _clock_ns() - started, count, parts)
         for k in range(count):
             self._install(index + k, k, src, base + k * PAGE_SIZE)
             self._batch_done = k + 1
@@ -345,7 +361,7 @@ class ZramDevice:
             return self._pool.store_from(src, start, PAGE_SIZE, index)
         return self._pool.store_from(self._out, job * COMPRESS_STRIDE, size, index)
 
-    def _load_pages(self, index: int, count: int, dst: bytearray, base: int) -> None:
+    def _load_pages(self, index: int, count: int, dst: bytearray | memoryview, base: int) -> None:
         """``zram_read_page`` for the `count` (<= BATCH_PAGES) pages from slot `index` on, into
         ``dst[base:]``. Raw (huge) pages are copied straight in; compressed objects are gathered
         into `_staging` and decompressed, with fill words and empty slots, by the streams. A page
@@ -374,11 +390,16 @@ class ZramDevice:
                 staged += size
             jobs += 1
         self._batch_done = 0
-        if jobs < 2 * MIN_JOBS_PER_STREAM or self._streams.count == 1:
+        timed = jobs >= 2 * MIN_JOBS_PER_STREAM
+        started = _clock_ns() if timed else 0
+        parts = self._parts(jobs, DECOMPRESSING)
+        if parts == 1:
             codec.decompress_jobs(0, self._staging, dst, src_off, dst_off, result, fills, 0, jobs)
         else:
             decompress_jobs = getattr(codec, "decompress_jobs")  # noqa: B009 -- see _store_pages
             self._streams.run(decompress_jobs, jobs, self._staging, dst, src_off, dst_off, result, fills)
+        if timed:
+            self._learn(DECOMPRESSING, _clock_ns() - started, jobs, parts)
         for j in range(jobs):
             if src_off[j] < 0:
                 continue
@@ -393,6 +414,19 @@ class ZramDevice:
                     self._batch_done = slot - index
                     raise IOFailure(f"page {slot}: {exc}") from exc
         self._batch_done = count
+
+    def _parts(self, jobs: int, direction: int) -> int:
+        """How many streams a batch of `jobs` pages is worth: 1 unless its estimated codec work
+        (`_codec_ns`) reaches SPLIT_MIN_NS, then as many as `CompressionStreams.run` makes."""
+        streams = self._streams.count
+        if streams == 1 or jobs < 2 * MIN_JOBS_PER_STREAM or jobs * self._codec_ns[direction] < SPLIT_MIN_NS:
+            return 1
+        return min(streams, jobs // MIN_JOBS_PER_STREAM)
+
+    def _learn(self, direction: int, elapsed_ns: int, jobs: int, parts: int) -> None:
+        """Fold one batch's time into the running estimate of codec time per page."""
+        if jobs:
+            self._codec_ns[direction] = (3 * self._codec_ns[direction] + elapsed_ns * parts // jobs) // 4
 
     def _page_bytes(self, index: int) -> bytes:
         """The contents of slot `index` as one page, for the read-modify-write of partial pages."""
@@ -422,7 +456,7 @@ class ZramDevice:
         failed_writes counts it, IOFailure is raised, and that page keeps its old contents.
         """
         with self.lock:
-            started = time.monotonic_ns()
+            started = _clock_ns()
             if not isinstance(data, bytes):
                 data = bytes(data)
             length = len(data)
@@ -435,31 +469,38 @@ class ZramDevice:
             if length > self.disksize - offset:
                 length = self.disksize - offset
                 data = data[:length]
-            pos = 0
+            self._progress = 0
             try:
-                while pos < length:
-                    index = (offset + pos) >> PAGE_SHIFT
-                    in_page = (offset + pos) & (PAGE_SIZE - 1)
-                    if in_page == 0 and length - pos >= PAGE_SIZE:  # whole pages: the common case
-                        count = min((length - pos) >> PAGE_SHIFT, BATCH_PAGES)
-                        try:
-                            self._store_pages(index, data, pos, count)
-                        except IOFailure:
-                            pos += self._batch_done * PAGE_SIZE
-                            raise
-                        pos += count * PAGE_SIZE
-                        continue
-                    chunk = min(PAGE_SIZE - in_page, length - pos)
-                    old = self._page_bytes(index)
-                    page = old[:in_page] + data[pos : pos + chunk] + old[in_page + chunk :]
-                    self._store_pages(index, page, 0, 1)
-                    pos += chunk
+                self._write_range(offset, data, length)
             except IOFailure:
                 self._failed_writes += 1
                 raise
             finally:
-                self._account(WRITES, pos, started)
+                self._account(WRITES, self._progress, started)
             return length
+
+    def _write_range(self, offset: int, data: bytes, length: int) -> None:
+        """The pages of `write`, checked to lie on the disk: whole pages in batches, partial ones
+        read, patched and stored again. `_progress`: the bytes stored so far."""
+        pos = 0
+        while pos < length:
+            index = (offset + pos) >> PAGE_SHIFT
+            in_page = (offset + pos) & (PAGE_SIZE - 1)
+            if in_page == 0 and length - pos >= PAGE_SIZE:  # whole pages: the common case
+                count = min((length - pos) >> PAGE_SHIFT, BATCH_PAGES)
+                try:
+                    self._store_pages(index, data, pos, count)
+                except IOFailure:
+                    self._progress = pos + self._batch_done * PAGE_SIZE
+                    raise
+                pos += count * PAGE_SIZE
+            else:
+                chunk = min(PAGE_SIZE - in_page, length - pos)
+                old = self._page_bytes(index)
+                page = old[:in_page] + bytes(data[pos : pos + chunk]) + old[in_page + chunk :]
+                self._store_pages(index, page, 0, 1)
+                pos += chunk
+            self._progress = pos
 
     def read(self, offset: int, size: int) -> bytes:
         """Read up to `size` bytes at `offset`; a read past the end returns what lies before it.
@@ -472,7 +513,7 @@ class ZramDevice:
         than the pages the read touches) and a view of the bytes asked for is returned, valid
         until the next call with the same `buffer`."""
         with self.lock:
-            started = time.monotonic_ns()
+            started = _clock_ns()
             if offset < 0:
                 raise InvalidArgument("negative offset")
             size = max(0, min(size, self.disksize - offset))
@@ -481,22 +522,32 @@ class ZramDevice:
             count = (in_page + size + PAGE_SIZE - 1) >> PAGE_SHIFT if size else 0
             if buffer is None or len(buffer) < count * PAGE_SIZE:
                 buffer = bytearray(count * PAGE_SIZE)
-            done = 0
+            if buffer is not self._reply_owner:  # the front end passes the same buffer every time
+                self._reply_owner, self._reply, self._reply_view = buffer, buffer, memoryview(buffer)
+            self._progress = 0
             try:
-                while done < count:
-                    n = min(count - done, BATCH_PAGES)
-                    try:
-                        self._load_pages(first + done, n, buffer, done * PAGE_SIZE)
-                    except IOFailure:
-                        done += self._batch_done
-                        raise
-                    done += n
+                if count:
+                    self._read_pages(first, count, self._reply)
             except IOFailure:
                 self._failed_reads += 1
                 raise
             finally:
-                self._account(READS, min(size, max(0, done * PAGE_SIZE - in_page)), started)
-            return memoryview(buffer)[in_page : in_page + size]
+                self._account(READS, min(size, max(0, self._progress * PAGE_SIZE - in_page)), started)
+            return self._reply_view[in_page : in_page + size]
+
+    def _read_pages(self, first: int, count: int, buffer: bytearray | memoryview) -> None:
+        """The pages of `read_view`, checked to lie on the disk, in batches into `buffer`.
+        `_progress`: the pages restored so far."""
+        done = 0
+        while done < count:
+            n = min(count - done, BATCH_PAGES)
+            try:
+                self._load_pages(first + done, n, buffer, done * PAGE_SIZE)
+            except IOFailure:
+                self._progress = done + self._batch_done
+                raise
+            done += n
+            self._progress = done
 
     def discard(self, offset: int, length: int, write_zeroes: bool = False) -> None:
         """Free the pages in [offset, offset+length): a DISCARD, or a WRITE_ZEROES when
@@ -508,7 +559,7 @@ class ZramDevice:
         (the block layer's answer); one running past the end is cut at the end.
         """
         with self.lock:
-            started = time.monotonic_ns()
+            started = _clock_ns()
             if offset < 0 or length <= 0 or offset >= self.disksize:
                 raise InvalidArgument(f"discard of {length} bytes at {offset}: outside the disk")
             end = min(offset + length, self.disksize)
@@ -549,7 +600,7 @@ class ZramDevice:
         requests = self._requests
         requests[stat] += 1
         requests[stat + 1] += nbytes >> SECTOR_SHIFT
-        requests[stat + 2] += time.monotonic_ns() - started
+        requests[stat + 2] += _clock_ns() - started
 
     # ------------------------------------------------------------------ statistics
 
