@@ -74,6 +74,7 @@ LAYERS: dict[str, int] = {
     "benchmarks.pool": 41,
     "benchmarks.report": 41,
     "benchmarks.swap": 41,
+    "benchmarks.stages": 41,
     "benchmarks.chart": 42,
     "benchmarks.fio_matrix": 43,
     "benchmarks": 41,
