@@ -64,7 +64,9 @@ def test_quick_json_has_every_cell_and_ratio(quick_run: tuple[dict[str, Any], Pa
     expected = [cell.name for cell in fio_matrix.build_matrix(quick=True)]
     assert [row["name"] for row in report["cells"]] == expected
     ran = [name for name, target in report["targets"].items() if "skipped" not in target]
-    assert {"zramd", "noop"} <= set(ran)
+    assert {"zramd", "python", "noop"} <= set(ran)
+    assert report["machine"]["zramd_core"].startswith("compiled")
+    assert report["machine"]["python_core"].startswith("python")
     for row in report["cells"]:
         for name in ran:
             runs = row["runs"][name]
@@ -76,8 +78,9 @@ def test_quick_json_has_every_cell_and_ratio(quick_run: tuple[dict[str, Any], Pa
                 if row["engine"] != "dd":
                     assert 0 < run["p50_us"] <= run["p99_us"]
             assert row["median"][name]["mbps"] > 0
-        assert set(row["ratios"]) == {"zramd/noop", "zramd/kernel"}
+        assert set(row["ratios"]) == {"zramd/noop", "zramd/kernel", "zramd/python"}
         assert row["ratios"]["zramd/noop"] > 0
+        assert row["ratios"]["zramd/python"] > 0
         if "kernel" in ran:
             assert row["ratios"]["zramd/kernel"] > 0
         else:
