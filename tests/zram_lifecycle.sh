@@ -151,6 +151,13 @@ in_swaps() {
 }
 
 is_mounted() { mountpoint -q -- "$1"; }
+# attempt_mounted I STEP CMD...: attempt STEP when device I's file system is mounted, else say
+# the step was skipped
+attempt_mounted() {
+    local i=$1 step=$2
+    shift 2
+    if is_mounted "$(mnt "$i")"; then attempt "$step" "$@"; else echo "STEP $step: SKIPPED(not mounted)"; fi
+}
 
 # mm_stat DEVICE-INDEX: sets MM_ORIG MM_COMPR MM_USED MM_LIMIT MM_MAX MM_SAME (0 when unreadable).
 mm_stat() {
@@ -276,14 +283,8 @@ for ((i = 0; i < DEVICES; i++)); do
     mkdir -p "$(mnt "$i")"
     attempt "${NAMES[$i]}.mount" mount -t ext4 "$(blockdev "$i")" "$(mnt "$i")"
 done
-for ((i = 0; i < DEVICES; i++)); do
-    if is_mounted "$(mnt "$i")"; then
-        # never fill a directory that is not the device's file system
-        attempt "${NAMES[$i]}.fill_1k_zeros" fill "$(mnt "$i")/zeros"
-    else
-        echo "STEP ${NAMES[$i]}.fill_1k_zeros: SKIPPED(not mounted)"
-    fi
-done
+# never fill or unmount a directory that is not the device's file system
+for ((i = 0; i < DEVICES; i++)); do attempt_mounted "$i" "${NAMES[$i]}.fill_1k_zeros" fill "$(mnt "$i")/zeros"; done
 attempt sync sync
 for ((i = 0; i < DEVICES; i++)); do
     n=${NAMES[$i]}
@@ -301,13 +302,7 @@ done
 for ((i = 0; i < DEVICES; i++)); do
     attempt "${NAMES[$i]}.reset_while_mounted" write_attr "$(sysfs "$i")/reset" 1
 done
-for ((i = 0; i < DEVICES; i++)); do
-    if is_mounted "$(mnt "$i")"; then
-        attempt "${NAMES[$i]}.umount" umount "$(mnt "$i")"
-    else
-        echo "STEP ${NAMES[$i]}.umount: SKIPPED(not mounted)"
-    fi
-done
+for ((i = 0; i < DEVICES; i++)); do attempt_mounted "$i" "${NAMES[$i]}.umount" umount "$(mnt "$i")"; done
 for ((i = 0; i < DEVICES; i++)); do attempt "${NAMES[$i]}.reset_after_umount" write_attr "$(sysfs "$i")/reset" 1; done
 for ((i = 0; i < DEVICES; i++)); do
     d=$(sysfs "$i")

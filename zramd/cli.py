@@ -226,24 +226,19 @@ def cmd_down(args: argparse.Namespace) -> int:
     return 0
 
 
-def _devices(text: str) -> int:
-    try:
-        count = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid device count {text!r}") from None
-    if not 0 <= count <= MAX_START_DEVICES:
-        raise argparse.ArgumentTypeError(f"device count must be 0 to {MAX_START_DEVICES}")
-    return count
+def _count(what: str, low: int, high: int) -> Callable[[str], int]:
+    """An argparse type for a whole number of `what` from `low` to `high`."""
 
+    def parse(text: str) -> int:
+        try:
+            count = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"invalid {what} count {text!r}") from None
+        if not low <= count <= high:
+            raise argparse.ArgumentTypeError(f"{what} count must be {low} to {high}")
+        return count
 
-def _streams(text: str) -> int:
-    try:
-        count = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid stream count {text!r}") from None
-    if not 1 <= count <= MAX_STREAMS:
-        raise argparse.ArgumentTypeError(f"stream count must be 1 to {MAX_STREAMS}")
-    return count
+    return parse
 
 
 def _add_device_options(parser: argparse.ArgumentParser) -> None:
@@ -265,14 +260,14 @@ def _add_device_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--devices",
-        type=_devices,
+        type=_count("device", 0, MAX_START_DEVICES),
         default=1,
         metavar="N",
         help="devices to start with, zram0.. (default 1; 0: none, add them with zram-control/hot_add)",
     )
     parser.add_argument(
         "--streams",
-        type=_streams,
+        type=_count("stream", 1, MAX_STREAMS),
         default=0,
         metavar="N",
         help="compression streams: threads that compress a large request's pages in parallel "

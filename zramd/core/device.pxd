@@ -59,12 +59,11 @@ cdef class ZramDevice:
     @cython.locals(flags=Py_ssize_t)
     cpdef _free_slot(self, Py_ssize_t index)
 
-    @cython.locals(streams=Py_ssize_t)
-    cpdef Py_ssize_t _parts(self, Py_ssize_t jobs, Py_ssize_t direction) except -1
+    @cython.locals(codec=PageCodec, timed=bint, started=cython.longlong, parts=Py_ssize_t)
+    cpdef _run_jobs(self, Py_ssize_t direction, Py_ssize_t jobs, const unsigned char[::1] src,
+                    unsigned char[::1] dst)
 
-    cpdef _learn(self, Py_ssize_t direction, long long elapsed_ns, Py_ssize_t jobs, Py_ssize_t parts)
-
-    @cython.locals(k=Py_ssize_t, codec=PageCodec, parts=Py_ssize_t, timed=bint, started=cython.longlong)
+    @cython.locals(k=Py_ssize_t)
     cpdef _store_pages(self, Py_ssize_t index, const unsigned char[::1] src, Py_ssize_t base, Py_ssize_t count)
 
     @cython.locals(result=cython.longlong, huge=bint, size=Py_ssize_t, pool=ZsPool, location=Py_ssize_t,
@@ -76,7 +75,7 @@ cdef class ZramDevice:
 
     @cython.locals(jobs=Py_ssize_t, staged=Py_ssize_t, k=Py_ssize_t, j=Py_ssize_t, slot=Py_ssize_t,
                    f=Py_ssize_t, at=Py_ssize_t, size=Py_ssize_t, pool=ZsPool,
-                   codec=PageCodec, parts=Py_ssize_t, timed=bint, started=cython.longlong)
+                   codec=PageCodec)
     cpdef _load_pages(self, Py_ssize_t index, Py_ssize_t count, unsigned char[::1] dst, Py_ssize_t base)
 
     cpdef _account(self, Py_ssize_t stat, Py_ssize_t nbytes, long long started)

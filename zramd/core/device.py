@@ -48,7 +48,6 @@ SIZE_MASK = (1 << SIZE_BITS) - 1
 SAME = 1 << SIZE_BITS  # the page is one 8-byte word repeated; _handle holds the word
 HUGE = 1 << (SIZE_BITS + 1)  # stored uncompressed in the 4096-byte class
 
-ZERO_PAGE = bytes(PAGE_SIZE)
 # Pages handled per batch: a FUSE request is at most 1 MiB (max_write); longer writes and reads
 # (the tests' and tools') go in batches of this many pages.
 BATCH_PAGES = 256
@@ -269,26 +268,12 @@ class ZramDevice:
         page order. The first page that cannot be stored (its compression failed, the pool is
         full, mem_limit is reached) stops the batch: IOFailure is raised, that page and the ones
         after it keep their old contents, and `_batch_done` says how many were stored."""
-        src_off, dst_off, codec = self._job_src, self._job_dst, self._codec
-        assert codec is not None
+        src_off, dst_off = self._job_src, self._job_dst
         for k in range(count):
             src_off[k] = base + k * PAGE_SIZE
             dst_off[k] = k * COMPRESS_STRIDE
         self._batch_done = 0
-        timed = count >= 2 * MIN_JOBS_PER_STREAM  # only batches that could be split are learnt from
-        started = _clock_ns() if timed else 0
-        parts = self._parts(count, COMPRESSING)
-        if parts == 1:
-            codec.compress_jobs(0, src, self._out, src_off, dst_off, self._job_res, self._fills, 0, count)
-        else:
-            # getattr: the bound method as a Python callable (the compiled build would otherwise
-            # take the typed codec's C method).
-            compress_jobs = getattr(codec, "compress_jobs")  # noqa: B009
-            self._streams.run(
-                compress_jobs, count, src, self._out, src_off, dst_off, self._job_res, self._fills
-            )
-        if timed:
-            self._learn(COMPRESSING, _clock_ns() - started, count, parts)
+        self._run_jobs(COMPRESSING, count, src, self._out)
         for k in range(count):
             self._install(index + k, k, src, base + k * PAGE_SIZE)
             self._batch_done = k + 1
@@ -390,16 +375,7 @@ class ZramDevice:
                 staged += size
             jobs += 1
         self._batch_done = 0
-        timed = jobs >= 2 * MIN_JOBS_PER_STREAM
-        started = _clock_ns() if timed else 0
-        parts = self._parts(jobs, DECOMPRESSING)
-        if parts == 1:
-            codec.decompress_jobs(0, self._staging, dst, src_off, dst_off, result, fills, 0, jobs)
-        else:
-            decompress_jobs = getattr(codec, "decompress_jobs")  # noqa: B009 -- see _store_pages
-            self._streams.run(decompress_jobs, jobs, self._staging, dst, src_off, dst_off, result, fills)
-        if timed:
-            self._learn(DECOMPRESSING, _clock_ns() - started, jobs, parts)
+        self._run_jobs(DECOMPRESSING, jobs, self._staging, dst)
         for j in range(jobs):
             if src_off[j] < 0:
                 continue
@@ -415,18 +391,37 @@ class ZramDevice:
                     raise IOFailure(f"page {slot}: {exc}") from exc
         self._batch_done = count
 
-    def _parts(self, jobs: int, direction: int) -> int:
-        """How many streams a batch of `jobs` pages is worth: 1 unless its estimated codec work
-        (`_codec_ns`) reaches SPLIT_MIN_NS, then as many as `CompressionStreams.run` makes."""
-        streams = self._streams.count
-        if streams == 1 or jobs < 2 * MIN_JOBS_PER_STREAM or jobs * self._codec_ns[direction] < SPLIT_MIN_NS:
-            return 1
-        return min(streams, jobs // MIN_JOBS_PER_STREAM)
-
-    def _learn(self, direction: int, elapsed_ns: int, jobs: int, parts: int) -> None:
-        """Fold one batch's time into the running estimate of codec time per page."""
-        if jobs:
-            self._codec_ns[direction] = (3 * self._codec_ns[direction] + elapsed_ns * parts // jobs) // 4
+    def _run_jobs(
+        self, direction: int, jobs: int, src: bytes | bytearray | memoryview, dst: bytearray | memoryview
+    ) -> None:
+        """Run the codec over the batch's jobs (the `_job_*` arrays) from `src` to `dst`:
+        compression or decompression by `direction`. On the calling thread alone unless the
+        batch's estimated codec work (`_codec_ns`) reaches SPLIT_MIN_NS; then split between the
+        streams. Every batch that could be split refines the estimate with its time per page
+        (multiplied by the parts it ran in)."""
+        codec = self._codec
+        assert codec is not None
+        timed = jobs >= 2 * MIN_JOBS_PER_STREAM
+        started = _clock_ns() if timed else 0
+        parts = 1
+        if timed and self._streams.count > 1 and jobs * self._codec_ns[direction] >= SPLIT_MIN_NS:
+            # getattr: the bound method as a Python callable (the compiled build would otherwise
+            # take the typed codec's C method).
+            job = getattr(codec, "compress_jobs" if direction == COMPRESSING else "decompress_jobs")
+            parts = self._streams.run(
+                job, jobs, src, dst, self._job_src, self._job_dst, self._job_res, self._fills
+            )
+        elif direction == COMPRESSING:
+            codec.compress_jobs(
+                0, src, dst, self._job_src, self._job_dst, self._job_res, self._fills, 0, jobs
+            )
+        else:
+            codec.decompress_jobs(
+                0, src, dst, self._job_src, self._job_dst, self._job_res, self._fills, 0, jobs
+            )
+        if timed:
+            estimate = self._codec_ns
+            estimate[direction] = (3 * estimate[direction] + (_clock_ns() - started) * parts // jobs) // 4
 
     def _page_bytes(self, index: int) -> bytes:
         """The contents of slot `index` as one page, for the read-modify-write of partial pages."""

@@ -76,14 +76,15 @@ class CompressionStreams:
         self._workers = [_Worker(stream) for stream in range(1, count)]
         self._lock = threading.Lock()
 
-    def run(self, job: Job, jobs: int, *args: Any) -> None:
-        """Call ``job(stream, *args, first, last)`` over [0, jobs) split into contiguous parts,
-        in parallel, and return when all are done; the first part's exception (in part order)
-        is raised after every part has finished."""
-        parts = min(self.count, jobs // MIN_JOBS_PER_STREAM) if jobs else 0
-        if parts <= 1:
+    def run(self, job: Job, jobs: int, *args: Any) -> int:
+        """Call ``job(stream, *args, first, last)`` over [0, jobs) split into contiguous parts
+        (at most one per stream, at least MIN_JOBS_PER_STREAM jobs each), in parallel; return
+        the number of parts when all are done. The first part's exception (in part order) is
+        raised after every part has finished."""
+        parts = max(1, min(self.count, jobs // MIN_JOBS_PER_STREAM))
+        if parts == 1:
             job(0, *args, 0, jobs)
-            return
+            return 1
         with self._lock:
             workers = self._workers[: parts - 1]
             bounds = [jobs * part // parts for part in range(parts + 1)]
@@ -104,6 +105,7 @@ class CompressionStreams:
                     error = worker.error
             if error is not None:
                 raise error
+        return parts
 
     def close(self) -> None:
         """Stop the workers (for tests; the daemon's streams live as long as it does)."""
