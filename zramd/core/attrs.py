@@ -16,11 +16,33 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 
 from zramd.core import compress
-from zramd.core.device import ZramDevice
-from zramd.core.errors import ArgumentTooLong, DeviceBusy, InvalidArgument, NoMemory
-from zramd.core.kparse import U64_MASK, kstrtoint, kstrtou16, kstrtoull, memparse, store_buffer
-from zramd.core.records import BlockStat, ClassStats, IoStat, MmStat
-from zramd.core.units import PAGE_SIZE
+from zramd.core.device import (
+    HUGE_WRITEBACK,
+    IDLE_WRITEBACK,
+    INCOMPRESSIBLE_WRITEBACK,
+    ZramDevice,
+)
+from zramd.core.errors import (
+    ArgumentTooLong,
+    DeviceBusy,
+    InvalidArgument,
+    NoDevice,
+    NoMemory,
+    OutOfRange,
+    ZramError,
+)
+from zramd.core.kparse import (
+    U64_MASK,
+    kstrtoint,
+    kstrtou16,
+    kstrtouint,
+    kstrtoull,
+    memparse,
+    next_args,
+    store_buffer,
+)
+from zramd.core.records import BdStat, BlockStat, ClassStats, IoStat, MmStat
+from zramd.core.units import PAGE_SHIFT, PAGE_SIZE
 
 ALGO_NAME_MAX = 128  # ZRAM_MAX_ALGO_NAME_SZ: names this long or longer get E2BIG
 SYSFS_FILE_SIZE = PAGE_SIZE  # what stat() reports for every sysfs attribute
@@ -42,10 +64,11 @@ class Attribute:
     mode: int
     show: Callable[[ZramDevice], str] | None
     store: Callable[[ZramDevice, str], None] | None
+    read_at: Callable[[ZramDevice, int, int], bytes] | None = None  # for text too long to render whole
 
     @property
     def readable(self) -> bool:
-        return self.show is not None
+        return self.show is not None or self.read_at is not None
 
     @property
     def writable(self) -> bool:
@@ -119,6 +142,148 @@ def _store_comp_algorithm(device: ZramDevice, text: str) -> None:
         raise ArgumentTooLong(f"algorithm name of {len(text)} characters")
     name = text[:-1] if text.endswith("\n") else text
     device.set_comp_algorithm(name)
+
+
+def _store_backing_dev(device: ZramDevice, text: str) -> None:
+    device.set_backing_dev(text[:-1] if text.endswith("\n") else text)
+
+
+def _show_backing_dev(device: ZramDevice) -> str:
+    return f"{device.backing_dev or 'none'}\n"
+
+
+def _sysfs_streq(text: str, word: str) -> bool:
+    return text in (word, word + "\n")
+
+
+def _store_idle(device: ZramDevice, text: str) -> None:
+    """``idle_store``: ``all``, or (access times are tracked) an age in seconds, kstrtouint
+    with base detection; anything else EINVAL, checked before the device's state."""
+    cutoff: int | None = None
+    if not _sysfs_streq(text, "all"):
+        try:
+            age = kstrtouint(text, 0)
+        except ZramError:
+            raise InvalidArgument(f"idle: {text!r} is neither 'all' nor an age in seconds") from None
+        cutoff = device.idle_cutoff(age)
+    device.mark_idle(cutoff)
+
+
+_WRITEBACK_MODES = {
+    "idle": IDLE_WRITEBACK,
+    "huge": HUGE_WRITEBACK,
+    "huge_idle": IDLE_WRITEBACK | HUGE_WRITEBACK,
+    "incompressible": INCOMPRESSIBLE_WRITEBACK,
+}
+
+
+def _writeback_mode(word: str) -> int:
+    try:
+        return _WRITEBACK_MODES[word]
+    except KeyError:
+        raise InvalidArgument(f"writeback: no mode {word!r}") from None
+
+
+def _kstrtoul(text: str) -> int:
+    return kstrtoull(text, 10)
+
+
+def parse_writeback(text: str, nr_pages: int) -> list[tuple[int, int, int]]:
+    """The scans a ``writeback`` write asks for, as ``writeback_store`` reads its words: a
+    valueless word (the legacy ``idle``/``huge``/``huge_idle``/``incompressible``) or ``type=``
+    scans the range so far with that mode and ends the parse; ``page_index=N`` and
+    ``page_indexes=LO-HI`` each scan their range with the mode so far (none: any stored page);
+    other ``key=value`` words are ignored. ERANGE for an index past the disk, EINVAL else."""
+    first, end, mode = 0, nr_pages, 0
+    scans: list[tuple[int, int, int]] = []
+    for param, value in next_args(text):
+        if not value:
+            scans.append((_writeback_mode(param), first, end))
+            break
+        if param == "type":
+            scans.append((_writeback_mode(value), first, end))
+            break
+        if param == "page_index":
+            first = _kstrtoul(value)
+            if first >= nr_pages:
+                raise OutOfRange(f"page_index {first} is past the disk's {nr_pages} pages")
+            end = first + 1
+            scans.append((mode, first, end))
+        elif param == "page_indexes":
+            low, dash, high = value.partition("-")
+            if not dash:
+                raise InvalidArgument(f"page_indexes {value!r} is not LO-HI")
+            first = _kstrtoul(low)
+            if first >= nr_pages:
+                raise OutOfRange(f"page_indexes starts past the disk's {nr_pages} pages")
+            last = _kstrtoul(high)
+            if last >= nr_pages or first > last:
+                raise OutOfRange(f"page_indexes {value!r} is not a range of the disk's {nr_pages} pages")
+            end = last + 1
+            scans.append((mode, first, end))
+    return scans
+
+
+def _store_writeback(device: ZramDevice, text: str) -> None:
+    if not device.initialized:
+        raise InvalidArgument("writeback needs an initialised device")
+    if device.backing_dev is None:
+        raise NoDevice("writeback needs a backing_dev")
+    device.writeback(parse_writeback(text, device.disksize >> PAGE_SHIFT))
+
+
+def _kstrtoull_or_einval(text: str, name: str) -> int:
+    try:
+        return kstrtoull(text, 10)
+    except ZramError:
+        raise InvalidArgument(f"{name}: {text!r} is not a number") from None
+
+
+def _store_writeback_limit(device: ZramDevice, text: str) -> None:
+    value = _kstrtoull_or_einval(text, "writeback_limit")
+    with device.lock:
+        device.writeback_limit = value
+
+
+def _store_writeback_limit_enable(device: ZramDevice, text: str) -> None:
+    value = _kstrtoull_or_einval(text, "writeback_limit_enable")
+    with device.lock:
+        device.writeback_limit_enable = value != 0
+
+
+def _store_writeback_batch_size(device: ZramDevice, text: str) -> None:
+    try:
+        value = kstrtouint(text, 10)
+    except ZramError:
+        raise InvalidArgument(f"writeback_batch_size: {text!r} is not a number") from None
+    if value == 0:
+        raise InvalidArgument("writeback_batch_size must be at least 1")
+    with device.lock:
+        device.writeback_batch_size = value
+
+
+def _show_writeback_limit_enable(device: ZramDevice) -> str:
+    return f"{int(device.writeback_limit_enable)}\n"
+
+
+def _show_writeback_batch_size(device: ZramDevice) -> str:
+    return f"{device.writeback_batch_size}\n"
+
+
+def format_bd_stat(stat: BdStat) -> str:
+    """``%8llu %8llu %8llu\n``: bd_count, bd_reads, bd_writes, in 4 KiB units."""
+    return f"{stat.bd_count:8d} {stat.bd_reads:8d} {stat.bd_writes:8d}\n"
+
+
+BLOCK_STATE_LINE = 40  # "%12zd %12u.%06d %c%c%c%c%c%c\n"
+
+
+def read_block_state(device: ZramDevice, offset: int, size: int) -> bytes:
+    """Bytes [offset, offset + size) of ``block_state``: every line has the same length, so
+    only the lines the read covers are rendered (the file has one line per stored page)."""
+    first, skip = divmod(offset, BLOCK_STATE_LINE)
+    lines = (skip + size + BLOCK_STATE_LINE - 1) // BLOCK_STATE_LINE
+    return device.block_state(first, lines)[skip : skip + size]
 
 
 # ------------------------------------------------------------------ text formats
@@ -225,6 +390,14 @@ ATTRIBUTES: tuple[Attribute, ...] = (
     Attribute("mm_stat", 0o444, lambda d: format_mm_stat(d.statistics().mm), None),
     Attribute("debug_stat", 0o444, lambda d: format_debug_stat(), None),
     Attribute("stat", 0o444, lambda d: format_block_stat(d.statistics().block), None),
+    # CONFIG_ZRAM_WRITEBACK and CONFIG_ZRAM_TRACK_ENTRY_ACTIME
+    Attribute("backing_dev", 0o644, _show_backing_dev, _store_backing_dev),
+    Attribute("idle", 0o200, None, _store_idle),
+    Attribute("writeback", 0o200, None, _store_writeback),
+    Attribute("writeback_limit", 0o644, lambda d: f"{d.writeback_limit}\n", _store_writeback_limit),
+    Attribute("writeback_limit_enable", 0o644, _show_writeback_limit_enable, _store_writeback_limit_enable),
+    Attribute("writeback_batch_size", 0o644, _show_writeback_batch_size, _store_writeback_batch_size),
+    Attribute("bd_stat", 0o444, lambda d: format_bd_stat(d.statistics().bd), None),
 )
 BY_NAME = {attr.name: attr for attr in ATTRIBUTES}
 
@@ -235,3 +408,5 @@ BY_NAME = {attr.name: attr for attr in ATTRIBUTES}
 CLASSES = Attribute("classes", 0o444, lambda d: format_classes(d.class_stats()), None)
 # A recount of the slot table and the pool against the counters: "ok: ..." or "MISMATCH: ...".
 CONSISTENCY = Attribute("consistency", 0o444, format_consistency, None)
+# The kernel's debugfs block_state (CONFIG_ZRAM_MEMORY_TRACKING): one line per stored page.
+BLOCK_STATE = Attribute("block_state", 0o444, None, None, read_at=read_block_state)

@@ -7,7 +7,9 @@ cimport cython
 from zramd.core.codec cimport PageCodec
 from zramd.core.pool cimport ZsPool
 
-cdef Py_ssize_t SIZE_BITS, SIZE_MASK, SAME, HUGE, BATCH_PAGES, SPLIT_MIN_NS, COMPRESSING, DECOMPRESSING, READS, WRITES, DISCARDS, FLUSHES
+cdef Py_ssize_t SIZE_BITS, SIZE_MASK, SAME, HUGE, WB, IDLE, INCOMPRESSIBLE, PP_SLOT, ACCESS_CLEARS
+cdef Py_ssize_t HUGE_WRITEBACK, IDLE_WRITEBACK, INCOMPRESSIBLE_WRITEBACK, PP_BUCKET_SIZE, WRITEBACK_BATCH_SIZE, NO_BLOCK
+cdef Py_ssize_t BATCH_PAGES, SPLIT_MIN_NS, COMPRESSING, DECOMPRESSING, READS, WRITES, DISCARDS, FLUSHES
 cdef Py_ssize_t PAGE_SIZE, PAGE_SHIFT, SECTOR_SHIFT, COMPRESS_STRIDE, FAILED, FILLED, MIN_JOBS_PER_STREAM
 
 
@@ -25,6 +27,24 @@ cdef class ZramDevice:
     cdef public Py_ssize_t disksize
     cdef public Py_ssize_t mem_limit_pages
     cdef public object fault_hook
+    cdef object _clock
+    cdef unsigned int _now
+    cdef public object backing_guard
+    cdef object _backing
+    cdef bint _writeback_active
+    cdef public unsigned long long writeback_limit
+    cdef public bint writeback_limit_enable
+    cdef public Py_ssize_t writeback_batch_size
+    cdef public bint release_frames
+    cdef unsigned int[::1] _actime
+    cdef unsigned char[::1] _bounce
+    cdef object _bounce_view
+    cdef object _wb_buffer
+    cdef long long[::1] _wb_slots
+    cdef long long[::1] _wb_blocks
+    cdef object _state_cursor
+    cdef Py_ssize_t _bd_reads
+    cdef Py_ssize_t _bd_writes
     cdef ZsPool _pool
     cdef PageCodec _codec
     cdef object _table
@@ -75,7 +95,7 @@ cdef class ZramDevice:
 
     @cython.locals(jobs=Py_ssize_t, staged=Py_ssize_t, k=Py_ssize_t, j=Py_ssize_t, slot=Py_ssize_t,
                    f=Py_ssize_t, at=Py_ssize_t, size=Py_ssize_t, pool=ZsPool,
-                   codec=PageCodec)
+                   codec=PageCodec, now=Py_ssize_t, failed_at=Py_ssize_t)
     cpdef _load_pages(self, Py_ssize_t index, Py_ssize_t count, unsigned char[::1] dst, Py_ssize_t base)
 
     cpdef _account(self, Py_ssize_t stat, Py_ssize_t nbytes, long long started)
@@ -85,3 +105,10 @@ cdef class ZramDevice:
 
     @cython.locals(done=Py_ssize_t, n=Py_ssize_t)
     cpdef _read_pages(self, Py_ssize_t first, Py_ssize_t count, unsigned char[::1] buffer)
+
+    @cython.locals(everything=bint, limit=cython.longlong, index=Py_ssize_t, f=Py_ssize_t)
+    cpdef mark_idle(self, cutoff)
+
+    @cython.locals(mode=Py_ssize_t, first=Py_ssize_t, end=Py_ssize_t, index=Py_ssize_t, f=Py_ssize_t,
+                   b=Py_ssize_t, k=Py_ssize_t, total=Py_ssize_t, count=Py_ssize_t, buckets=Py_ssize_t)
+    cpdef _select_for_writeback(self, scans)

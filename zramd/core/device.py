@@ -10,25 +10,37 @@ import trio or pyfuse3. Public methods are synchronous and take the device lock;
 pyfuse3 task calls them, one request at a time, and the lock makes the device safe for the tests'
 and the future compression streams' threads.
 
-The slot table is two arrays in a reserved anonymous mapping (never-written pages cost nothing):
-``_handle[i]`` holds the pool location of page i's object, or the fill word of a same-filled page;
-``_flags[i]`` packs the stored size in the low 13 bits and the SAME/HUGE flags above them, like the
-kernel's ``zram_table_entry``. A slot with flags 0 is empty and reads as zeros. `_free_slot` is the
-one place that undoes a slot and its counters (the kernel's ``zram_free_page``).
+The slot table is three arrays in a reserved anonymous mapping (never-written pages cost nothing):
+``_handle[i]`` holds the pool location of page i's object, the fill word of a same-filled page, or
+the backing block of a written-back page; ``_flags[i]`` packs the stored size in the low 13 bits
+and the SAME/HUGE/WB/IDLE/... flags above them, like the kernel's ``zram_table_entry``; and
+``_actime[i]`` is the page's last access in CLOCK_BOOTTIME seconds (the kernel's ``ac_time`` with
+``CONFIG_ZRAM_TRACK_ENTRY_ACTIME``), 4 bytes per page. A slot with flags 0 is empty and reads as
+zeros. `_free_slot` is the one place that undoes a slot and its counters (``slot_free``).
+
+Writeback (``CONFIG_ZRAM_WRITEBACK``): with a backing store (`zramd.core.backing`) set before
+initialisation, `mark_idle` and `writeback` move pages out of the pool to backing blocks. The
+slot then holds the block number and the WB flag; a read fetches it with direct I/O, an overwrite
+or discard releases the block. `writeback` works in batches and drops the lock while it writes,
+so the device keeps serving meanwhile; the PP_SLOT mark (the kernel's) tells it which slots were
+touched in between and must stay where they are.
 """
 
 from __future__ import annotations
 
+import mmap
 import threading
 import time
 from array import array
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from zramd.core import compress
+from zramd.core.backing import NO_BLOCK, BackingError, BackingStore
 from zramd.core.codec import COMPRESS_STRIDE, FAILED, FILLED, PageCodec
-from zramd.core.errors import DeviceBusy, InvalidArgument, IOFailure, NoMemory, NoSpace
+from zramd.core.errors import DeviceBusy, InvalidArgument, IOFailure, NoDevice, NoMemory, NoSpace, ZramError
 from zramd.core.pool import ReservedArrays, ZsPool, empty_class_stats
 from zramd.core.records import (
+    BdStat,
     BlockStat,
     ClassStats,
     DeviceStatistics,
@@ -47,6 +59,16 @@ SIZE_BITS = PAGE_SHIFT + 1
 SIZE_MASK = (1 << SIZE_BITS) - 1
 SAME = 1 << SIZE_BITS  # the page is one 8-byte word repeated; _handle holds the word
 HUGE = 1 << (SIZE_BITS + 1)  # stored uncompressed in the 4096-byte class
+WB = 1 << (SIZE_BITS + 2)  # written back: _handle holds the backing block, the size is 0
+IDLE = 1 << (SIZE_BITS + 3)  # marked idle by `mark_idle`; any access clears it
+INCOMPRESSIBLE = 1 << (SIZE_BITS + 4)  # set by recompression when no algorithm shrank the page
+PP_SLOT = 1 << (SIZE_BITS + 5)  # chosen by a running writeback; any access or free clears it
+ACCESS_CLEARS = IDLE | PP_SLOT  # the kernel's mark_slot_accessed
+
+# Writeback selection modes (the kernel's *_WRITEBACK bits); 0 selects any stored page.
+HUGE_WRITEBACK, IDLE_WRITEBACK, INCOMPRESSIBLE_WRITEBACK = 1, 2, 4
+PP_BUCKET_SIZE = 64  # writeback takes the largest objects first, in 64-byte buckets
+WRITEBACK_BATCH_SIZE = 32  # writeback_batch_size's default (6.19)
 
 # Pages handled per batch: a FUSE request is at most 1 MiB (max_write); longer writes and reads
 # (the tests' and tools') go in batches of this many pages.
@@ -62,6 +84,11 @@ COMPRESSING, DECOMPRESSING = 0, 1  # the two estimates in ZramDevice._codec_ns
 # The block-layer request counters (``stat``): three numbers (ios, sectors, nanoseconds) for
 # each of these, at this offset in `ZramDevice._requests`.
 READS, WRITES, DISCARDS, FLUSHES = 0, 3, 6, 9
+
+
+def boottime_seconds() -> int:
+    """CLOCK_BOOTTIME in whole seconds, modulo 2**32: the kernel's ``ac_time`` clock."""
+    return int(time.clock_gettime(time.CLOCK_BOOTTIME)) & 0xFFFFFFFF
 
 
 def is_huge(compressed_size: int, huge_class_size: int) -> bool:
@@ -90,6 +117,12 @@ class ZramDevice:
         mem_limit_pages: pool pages allowed (0 = no limit).
         chain_size: the zsmalloc chain size used for new pools.
         fault_hook: None, except in fault-injection tests (see `FaultHook`).
+        backing_guard: None, or a check the front end runs on an opened backing store before
+            it is accepted (it refuses one that routes back into this daemon).
+        writeback_limit: pages writeback may still write while `writeback_limit_enable`.
+        writeback_limit_enable: whether `writeback_limit` applies.
+        writeback_batch_size: pages written back per batch (the lock is dropped between them).
+        release_frames: give frames emptied by compaction back to the OS (zramd's own policy).
     """
 
     def __init__(
@@ -97,15 +130,25 @@ class ZramDevice:
         chain_size: int = DEFAULT_CHAIN_SIZE,
         pool_pages: Callable[[int], int] = pool_pages_for,
         streams: CompressionStreams | None = None,
+        clock: Callable[[], int] = boottime_seconds,
     ):
         self.lock = threading.RLock()
         self.chain_size = chain_size
         self._pool_pages = pool_pages
         self._streams = streams if streams is not None else CompressionStreams(1)
+        self._clock = clock
+        self._now = 0
         self.comp_algorithm = compress.DEFAULT_ALGORITHM
         self.disksize = 0
         self.mem_limit_pages = 0
         self.fault_hook: FaultHook | None = None
+        self.backing_guard: Callable[[BackingStore], None] | None = None
+        self._backing: BackingStore | None = None
+        self._writeback_active = False
+        self.writeback_limit = 0
+        self.writeback_limit_enable = False
+        self.writeback_batch_size = WRITEBACK_BATCH_SIZE
+        self.release_frames = False
         self._pool: ZsPool | None = None
         self._codec: PageCodec | None = None
         self._table: ReservedArrays | None = None
@@ -121,7 +164,13 @@ class ZramDevice:
         """Drop the slot table views and the batch buffers (uninitialised: all empty)."""
         self._handle: memoryview[int] = memoryview(bytearray()).cast("Q")
         self._flags: memoryview[int] = memoryview(bytearray()).cast("I")
+        self._actime: memoryview[int] = memoryview(bytearray()).cast("I")
         self._out = self._staging = self._page = bytearray()
+        self._bounce: mmap.mmap | bytearray = bytearray()
+        self._bounce_view = memoryview(self._bounce)
+        self._wb_buffer = memoryview(bytearray())
+        self._wb_slots, self._wb_blocks = array("q"), array("q")
+        self._state_cursor = (0, 0)  # (line, slot) where the last block_state read stopped
         self._job_src, self._job_dst, self._job_res = array("q"), array("q"), array("q")
         self._fills = array("Q")
         self._reply_owner: bytearray | None = None  # the last reply buffer of read_view, and views of it
@@ -137,6 +186,12 @@ class ZramDevice:
         self._page = bytearray(PAGE_SIZE)
         self._job_src, self._job_dst, self._job_res = (array("q", bytes(8 * BATCH_PAGES)) for _ in range(3))
         self._fills = array("Q", bytes(8 * BATCH_PAGES))
+        self._bounce = mmap.mmap(-1, PAGE_SIZE)  # page-aligned, for direct reads of the backing store
+        self._bounce_view = memoryview(self._bounce)
+        # Writeback's batch: page-aligned for direct writes; untouched (free) until it is used.
+        self._wb_buffer = memoryview(mmap.mmap(-1, BATCH_PAGES * PAGE_SIZE))
+        self._wb_slots = array("q", bytes(8 * BATCH_PAGES))
+        self._wb_blocks = array("q", bytes(8 * BATCH_PAGES))
 
     def _zero_stats(self) -> None:
         self._pages_stored = 0  # slots holding data, same-filled ones included
@@ -148,6 +203,8 @@ class ZramDevice:
         self._failed_reads = 0
         self._failed_writes = 0
         self._notify_free = 0
+        self._bd_reads = 0
+        self._bd_writes = 0
         self._requests = array("q", bytes(8 * 12))  # READS, WRITES, DISCARDS, FLUSHES
 
     # ------------------------------------------------------------------ setup state machine
@@ -186,13 +243,15 @@ class ZramDevice:
                 table = ReservedArrays(nr_pages)
                 handle = table.carve("Q", 1)
                 flags = table.carve("I", 1)
+                actime = table.carve("I", 1)
                 pool = ZsPool(self._pool_pages(disksize), self.chain_size, relocate=self._relocate)
             except (OSError, ValueError, OverflowError) as exc:
                 if table is not None:
                     table.close()
                 raise NoMemory(f"cannot reserve memory for a {disksize}-byte device: {exc}") from None
             self._codec = PageCodec(self.comp_algorithm, self._streams.count)
-            self._table, self._handle, self._flags, self._pool = table, handle, flags, pool
+            self._table, self._handle, self._flags, self._actime = table, handle, flags, actime
+            self._pool = pool
             self._nr_pages = nr_pages
             self._huge_class_size = pool.table.huge_class_size
             self._make_buffers()
@@ -214,14 +273,24 @@ class ZramDevice:
         with self.lock:
             if self._pool is None:
                 raise InvalidArgument("compact needs an initialised device")
-            return self._pool.compact()
+            freed = self._pool.compact()
+            if self.release_frames:
+                self._pool.release_free_frames()
+            return freed
 
     def reset(self) -> None:
         """Free every page and the pool, zero every counter, and return to the uninitialised
         state with the default algorithm and no limit. Whether the disk may be reset (the
         kernel's EBUSY while the block device is open) is the front end's to decide: it knows
-        the block device."""
+        the block device. The backing store is released too: its blocks are forgotten (and
+        punched out of a file) and it is closed, so nothing written back survives a reset."""
         with self.lock:
+            if self._writeback_active:
+                raise DeviceBusy("a writeback is running")
+            if self._backing is not None:
+                self._backing.release_all()
+                self._backing.close()
+                self._backing = None
             if self._pool is not None:
                 self._pool.close()
             self._pool = None
@@ -236,6 +305,280 @@ class ZramDevice:
             self.comp_algorithm = compress.DEFAULT_ALGORITHM
             self._zero_stats()
 
+    # ------------------------------------------------------------------ idle pages and writeback
+
+    @property
+    def backing_dev(self) -> str | None:
+        """The backing store's path, or None."""
+        backing = self._backing
+        return backing.path if backing is not None else None
+
+    def set_backing_dev(self, path: str) -> None:
+        """Open `path` as the backing store (``backing_dev_store``): EBUSY once initialised, the
+        open's own errno, ENOTBLK for what is neither a block device nor a regular file, EINVAL
+        for one smaller than a block, and whatever `backing_guard` refuses. A store set before
+        replaces the old one only once the new one is accepted."""
+        with self.lock:
+            if self.initialized:
+                raise DeviceBusy("backing_dev can only be set before disksize")
+            backing = BackingStore.open(path)
+            try:
+                if self.backing_guard is not None:
+                    self.backing_guard(backing)
+            except BaseException:
+                backing.close()
+                raise
+            if self._backing is not None:
+                self._backing.close()
+            self._backing = backing
+
+    def mark_idle(self, cutoff: int | None) -> None:
+        """``mark_idle``: mark stored pages idle, except same-filled and written-back ones. With
+        `cutoff` None every one; otherwise those last accessed before `cutoff` (boot-time
+        seconds), and the others lose their mark. EINVAL while uninitialised."""
+        with self.lock:
+            if not self.initialized:
+                raise InvalidArgument("idle needs an initialised device")
+            everything = cutoff is None
+            limit = 0 if cutoff is None else cutoff
+            for index in range(self._nr_pages):
+                f = self._flags[index]
+                if not f or f & (SAME | WB):
+                    continue
+                if everything or limit > self._actime[index]:
+                    self._flags[index] = f | IDLE
+                else:
+                    self._flags[index] = f & ~IDLE
+
+    def idle_cutoff(self, age: int) -> int | None:
+        """The cutoff `idle` uses for pages idle `age` seconds: now - age, computed as the kernel
+        does (a cutoff of exactly 0 means every page, one below 0 no page)."""
+        cutoff = self._clock() - age
+        return None if cutoff == 0 else cutoff
+
+    def writeback(self, scans: Sequence[tuple[int, int, int]]) -> int:
+        """``writeback_store``: write the pages the scans select to the backing store and free
+        their memory; returns the pages written back. Each scan is (mode, first, end): the
+        stored pages in [first, end) that are neither same-filled nor written back and match
+        `mode` (IDLE_WRITEBACK, HUGE_WRITEBACK, both, INCOMPRESSIBLE_WRITEBACK, or 0 for any).
+        Pages go largest first, as the kernel's post-processing buckets order them.
+
+        Errors, as the kernel's: EINVAL uninitialised, ENODEV without a backing store, ENOSPC
+        when the backing store is full and EIO when writeback_limit is used up (both stop the
+        writeback; pages written before stay written), and an I/O error of the backing store,
+        which does not stop it: the failed pages stay in memory and the last error is raised
+        when the rest is done. bd_stat is final when this returns."""
+        with self.lock:
+            if not self.initialized:
+                raise InvalidArgument("writeback needs an initialised device")
+            if self._backing is None:
+                raise NoDevice("writeback needs a backing_dev")
+            if self._writeback_active:
+                raise DeviceBusy("a writeback is already running")
+            order = self._select_for_writeback(scans)
+            self._writeback_active = True
+        written = 0
+        error: ZramError | None = None
+        pos = 0
+        try:
+            while pos < len(order):
+                with self.lock:
+                    pos, staged, stop = self._stage_writeback(order, pos)
+                failures = self._write_staged(staged)
+                with self.lock:
+                    done, failure = self._complete_writeback(staged, failures)
+                written += done
+                if stop is not None:
+                    error = stop
+                if failure is not None:  # as in the kernel, a later I/O error is the one reported
+                    error = failure
+                if stop is not None:
+                    break
+        finally:
+            with self.lock:
+                flags = self._flags
+                for k in range(pos, len(order)):
+                    flags[order[k]] &= ~PP_SLOT
+                self._writeback_active = False
+        if error is not None:
+            raise error
+        return written
+
+    def _select_for_writeback(self, scans: Sequence[tuple[int, int, int]]) -> array[int]:
+        """The slots to write back in the kernel's order, each marked PP_SLOT: by 64-byte size
+        bucket from the largest, and in a bucket the last selected first (``place_pp_slot``
+        adds at the head of its bucket's list, ``select_pp_slot`` takes the head)."""
+        picked = array("q")
+        for mode, first, end in scans:
+            for index in range(first, end):
+                f = self._flags[index]
+                if not f or f & (WB | SAME | PP_SLOT):
+                    continue
+                if mode & IDLE_WRITEBACK and not f & IDLE:
+                    continue
+                if mode & HUGE_WRITEBACK and not f & HUGE:
+                    continue
+                if mode & INCOMPRESSIBLE_WRITEBACK and not f & INCOMPRESSIBLE:
+                    continue
+                self._flags[index] = f | PP_SLOT
+                picked.append(index)
+        buckets = PAGE_SIZE // PP_BUCKET_SIZE + 1
+        starts = array("q", bytes(8 * (buckets + 1)))
+        for index in picked:
+            starts[(self._flags[index] & SIZE_MASK) // PP_BUCKET_SIZE] += 1
+        total = 0
+        for b in range(buckets - 1, -1, -1):  # bucket b's slots go at starts[b], largest first
+            count = starts[b]
+            starts[b] = total
+            total += count
+        order = array("q", bytes(8 * len(picked)))
+        for k in range(len(picked) - 1, -1, -1):
+            b = (self._flags[picked[k]] & SIZE_MASK) // PP_BUCKET_SIZE
+            order[starts[b]] = picked[k]
+            starts[b] += 1
+        return order
+
+    def _stage_writeback(self, order: array[int], pos: int) -> tuple[int, int, ZramError | None]:
+        """Under the lock: take the next up to writeback_batch_size slots of `order` from `pos`,
+        reserve a backing block for each and restore its page into the writeback buffer. Returns
+        the new position, the pages staged (in `_wb_slots`/`_wb_blocks`), and the error that
+        ends the writeback (limit used up, backing store full), if any."""
+        backing = self._backing
+        assert backing is not None
+        flags = self._flags
+        batch = min(self.writeback_batch_size, BATCH_PAGES)
+        staged = 0
+        block = NO_BLOCK
+        stop: ZramError | None = None
+        while pos < len(order) and staged < batch:
+            if self.writeback_limit_enable and self.writeback_limit == 0:
+                stop = IOFailure("writeback_limit is used up")
+                break
+            if block == NO_BLOCK:
+                block = backing.reserve()
+                if block == NO_BLOCK:
+                    stop = NoSpace(f"the backing device is full ({backing.nr_blocks} blocks)")
+                    break
+            index = order[pos]
+            pos += 1
+            if not flags[index] & PP_SLOT:
+                continue  # accessed or freed since it was chosen
+            if not self._restore_for_writeback(index, staged):
+                flags[index] &= ~PP_SLOT
+                continue
+            if self.writeback_limit_enable and self.writeback_limit > 0:
+                self.writeback_limit -= 1
+            self._wb_slots[staged] = index
+            self._wb_blocks[staged] = block
+            block = NO_BLOCK
+            staged += 1
+        if block != NO_BLOCK:
+            backing.release(block)
+        return pos, staged, stop
+
+    def _restore_for_writeback(self, index: int, k: int) -> bool:
+        """Restore page `index` into page `k` of the writeback buffer, without counting it as
+        an access; False if it cannot be decompressed (the kernel skips such a page)."""
+        pool, codec = self._pool, self._codec
+        assert pool is not None and codec is not None
+        f = self._flags[index]
+        at = k * PAGE_SIZE
+        if f & HUGE:
+            pool.read_into(self._handle[index], PAGE_SIZE, self._wb_buffer, at)
+            return True
+        size = f & SIZE_MASK
+        pool.read_into(self._handle[index], size, self._staging, 0)
+        self._job_src[0] = 0
+        self._job_dst[0] = at
+        self._job_res[0] = size
+        codec.decompress_jobs(
+            0, self._staging, self._wb_buffer, self._job_src, self._job_dst, self._job_res, self._fills, 0, 1
+        )
+        return self._job_res[0] != FAILED
+
+    def _write_staged(self, staged: int) -> list[tuple[int, ZramError]]:
+        """Without the lock: write the staged pages to their blocks, a run of consecutive blocks
+        in one call. Returns the pages that failed, with their error."""
+        backing = self._backing
+        assert backing is not None
+        blocks = self._wb_blocks
+        view = self._wb_buffer
+        failures: list[tuple[int, ZramError]] = []
+        k = 0
+        while k < staged:
+            end = k + 1
+            while end < staged and blocks[end] == blocks[end - 1] + 1:
+                end += 1
+            try:
+                if self.fault_hook is not None:
+                    for j in range(k, end):
+                        self.fault_hook("backing_write", self._wb_slots[j])
+                backing.write_run(blocks[k], view[k * PAGE_SIZE :], end - k)
+            except (BackingError, OSError) as exc:
+                error = exc if isinstance(exc, BackingError) else IOFailure(str(exc))
+                failures.extend((j, error) for j in range(k, end))
+            k = end
+        return failures
+
+    def _complete_writeback(
+        self, staged: int, failures: list[tuple[int, ZramError]]
+    ) -> tuple[int, ZramError | None]:
+        """Under the lock: ``zram_writeback_complete`` for each staged page. A page written and
+        still PP_SLOT has its memory freed and becomes WB; one touched meanwhile keeps its new
+        contents and its block is released; a failed one gets its block and limit back."""
+        backing = self._backing
+        assert backing is not None
+        failed = dict(failures)
+        flags, handle = self._flags, self._handle
+        done = 0
+        last: ZramError | None = None
+        for k in range(staged):
+            index, block = self._wb_slots[k], self._wb_blocks[k]
+            if k in failed:
+                last = failed[k]
+                if self.writeback_limit_enable:
+                    self.writeback_limit += 1
+                backing.release(block)
+                continue
+            self._bd_writes += 1
+            if not flags[index] & PP_SLOT:
+                backing.release(block)
+                continue
+            self._free_slot(index)  # counts the page out; it is counted in again as WB
+            handle[index] = block
+            flags[index] = WB
+            self._pages_stored += 1
+            done += 1
+        return done, last
+
+    def block_state(self, first_line: int, max_lines: int) -> bytes:
+        """Lines `first_line` on of the kernel's debugfs ``block_state`` (one per stored page:
+        index, access time, and the flags s w h i r n), at most `max_lines` of them. Every line
+        is `BLOCK_STATE_LINE` bytes, so a reader's offset is a line number. EINVAL uninitialised."""
+        with self.lock:
+            if not self.initialized:
+                raise InvalidArgument("block_state needs an initialised device")
+            flags, actime = self._flags, self._actime
+            line = 0
+            index = 0
+            cursor = self._state_cursor
+            if first_line > 0 and cursor[0] == first_line:
+                line, index = cursor  # a reader going on from where it stopped
+            out: list[str] = []
+            while index < self._nr_pages and len(out) < max_lines:
+                f = flags[index]
+                if f:
+                    if line >= first_line:
+                        out.append(
+                            f"{index:12d} {actime[index]:12d}.000000 "
+                            f"{'s' if f & SAME else '.'}{'w' if f & WB else '.'}{'h' if f & HUGE else '.'}"
+                            f"{'i' if f & IDLE else '.'}.{'n' if f & INCOMPRESSIBLE else '.'}\n"
+                        )
+                    line += 1
+                index += 1
+            self._state_cursor = (line, index)
+            return "".join(out).encode()
+
     # ------------------------------------------------------------------ the slot table
 
     def _relocate(self, index: int, location: int) -> None:
@@ -247,8 +590,12 @@ class ZramDevice:
         flags = self._flags[index]
         if not flags:
             return
+        self._actime[index] = 0
         if flags & SAME:
             self._same_pages -= 1
+        elif flags & WB:
+            assert self._backing is not None
+            self._backing.release(self._handle[index])
         else:
             assert self._pool is not None
             self._pool.free(self._handle[index])
@@ -287,6 +634,7 @@ class ZramDevice:
             self._free_slot(index)
             self._handle[index] = self._fills[job]
             self._flags[index] = SAME
+            self._actime[index] = self._now
             self._same_pages += 1
             self._pages_stored += 1
             return
@@ -321,6 +669,9 @@ class ZramDevice:
         old = self._flags[index]
         if old & SAME:
             self._same_pages -= 1
+        elif old & WB:
+            assert self._backing is not None
+            self._backing.release(self._handle[index])
         elif old:
             pool.free(self._handle[index])
             self._compr_data_size -= old & SIZE_MASK
@@ -329,6 +680,7 @@ class ZramDevice:
         else:
             self._pages_stored += 1
         self._handle[index] = location
+        self._actime[index] = self._now
         self._compr_data_size += size
         if huge:
             self._flags[index] = PAGE_SIZE | HUGE
@@ -348,19 +700,34 @@ class ZramDevice:
 
     def _load_pages(self, index: int, count: int, dst: bytearray | memoryview, base: int) -> None:
         """``zram_read_page`` for the `count` (<= BATCH_PAGES) pages from slot `index` on, into
-        ``dst[base:]``. Raw (huge) pages are copied straight in; compressed objects are gathered
-        into `_staging` and decompressed, with fill words and empty slots, by the streams. A page
-        that cannot be restored raises IOFailure (`_batch_done`: the pages before it)."""
+        ``dst[base:]``. Raw (huge) pages are copied straight in, written-back ones read from the
+        backing store; compressed objects are gathered into `_staging` and decompressed, with fill
+        words and empty slots, by the streams. Every page read counts as an access (its idle mark
+        goes, its access time is now). A page that cannot be restored raises IOFailure
+        (`_batch_done`: the pages before it)."""
         src_off, dst_off, result, fills = self._job_src, self._job_dst, self._job_res, self._fills
-        handle, flags, pool, codec = self._handle, self._flags, self._pool, self._codec
+        handle, flags, actime, pool, codec = self._handle, self._flags, self._actime, self._pool, self._codec
         assert pool is not None and codec is not None
+        now = self._now
         jobs = staged = 0
+        failed_at = -1
+        failure: ZramError | None = None
         for k in range(count):
             slot = index + k
             f = flags[slot]
             at = base + k * PAGE_SIZE
-            if f & HUGE:
-                pool.read_into(handle[slot], PAGE_SIZE, dst, at)
+            actime[slot] = now
+            if f & ACCESS_CLEARS:
+                f &= ~ACCESS_CLEARS
+                flags[slot] = f
+            if f & (HUGE | WB):
+                if f & HUGE:
+                    pool.read_into(handle[slot], PAGE_SIZE, dst, at)
+                elif failure is None:
+                    try:
+                        self._read_backing(slot, dst, at)
+                    except IOFailure as exc:
+                        failed_at, failure = k, exc
                 continue
             dst_off[jobs] = at
             if not f or f & SAME:
@@ -380,6 +747,8 @@ class ZramDevice:
             if src_off[j] < 0:
                 continue
             slot = index + (dst_off[j] - base) // PAGE_SIZE
+            if failure is not None and slot - index > failed_at:
+                break
             if result[j] == FAILED:
                 self._batch_done = slot - index
                 raise IOFailure(f"page {slot}: {codec.name}: not the compressed form of one page")
@@ -389,7 +758,25 @@ class ZramDevice:
                 except Exception as exc:
                     self._batch_done = slot - index
                     raise IOFailure(f"page {slot}: {exc}") from exc
+        if failure is not None:
+            self._batch_done = failed_at
+            raise failure
         self._batch_done = count
+
+    def _read_backing(self, index: int, dst: bytearray | memoryview, at: int) -> None:
+        """Read written-back page `index` from the backing store into ``dst[at:]`` (through the
+        page-aligned bounce page: direct I/O needs aligned memory). Counts in bd_reads; an I/O
+        error raises IOFailure."""
+        backing = self._backing
+        assert backing is not None
+        self._bd_reads += 1
+        try:
+            if self.fault_hook is not None:
+                self.fault_hook("backing_read", index)
+            backing.read_block(self._handle[index], self._bounce_view)
+        except (BackingError, OSError) as exc:
+            raise IOFailure(f"page {index}: {exc}") from exc
+        dst[at : at + PAGE_SIZE] = self._bounce
 
     def _run_jobs(
         self, direction: int, jobs: int, src: bytes | bytearray | memoryview, dst: bytearray | memoryview
@@ -452,6 +839,7 @@ class ZramDevice:
         """
         with self.lock:
             started = _clock_ns()
+            self._now = self._clock()
             if not isinstance(data, bytes):
                 data = bytes(data)
             length = len(data)
@@ -509,6 +897,7 @@ class ZramDevice:
         until the next call with the same `buffer`."""
         with self.lock:
             started = _clock_ns()
+            self._now = self._clock()
             if offset < 0:
                 raise InvalidArgument("negative offset")
             size = max(0, min(size, self.disksize - offset))
@@ -555,6 +944,7 @@ class ZramDevice:
         """
         with self.lock:
             started = _clock_ns()
+            self._now = self._clock()
             if offset < 0 or length <= 0 or offset >= self.disksize:
                 raise InvalidArgument(f"discard of {length} bytes at {offset}: outside the disk")
             end = min(offset + length, self.disksize)
@@ -622,7 +1012,10 @@ class ZramDevice:
                 discard=self._request_stat(DISCARDS),
                 flush=self._request_stat(FLUSHES),
             )
-            return DeviceStatistics(mm, io, block, self._pages_stored, pool_pages)
+            backing = self._backing
+            bd = BdStat(backing.blocks_used if backing else 0, self._bd_reads, self._bd_writes)
+            frames = pool.frames_resident if pool else 0
+            return DeviceStatistics(mm, io, block, self._pages_stored, pool_pages, bd, frames)
 
     def _request_stat(self, stat: int) -> RequestStat:
         requests = self._requests
@@ -651,8 +1044,9 @@ class ZramDevice:
                 assert self._huge_pages == 0
                 return
             live = self._pool.check_consistency()
-            stored = same = huge = compr = 0
+            stored = same = huge = compr = written_back = 0
             owners: dict[int, int] = {}
+            blocks: set[int] = set()
             handle, flags = self._handle, self._flags
             for index in range(self._nr_pages):
                 f = flags[index]
@@ -660,9 +1054,17 @@ class ZramDevice:
                     assert handle[index] == 0, f"empty slot {index} has a handle"
                     continue
                 stored += 1
+                assert not f & PP_SLOT or self._writeback_active, f"slot {index} chosen by no writeback"
                 if f & SAME:
                     same += 1
                     assert f & SIZE_MASK == 0
+                    continue
+                if f & WB:
+                    written_back += 1
+                    assert f & ~(IDLE | INCOMPRESSIBLE) == WB, f"written-back slot {index} has flags {f:#x}"
+                    assert self._backing is not None and self._backing.is_used(handle[index])
+                    assert handle[index] not in blocks, f"backing block {handle[index]} held twice"
+                    blocks.add(handle[index])
                     continue
                 size = f & SIZE_MASK
                 compr += size
@@ -677,4 +1079,7 @@ class ZramDevice:
             assert huge == self._huge_pages, f"huge_pages {self._huge_pages} != {huge}"
             assert compr == self._compr_data_size, f"compr_data_size {self._compr_data_size} != {compr}"
             assert owners == live, "slot table and pool disagree on which objects are live"
+            if not self._writeback_active:
+                used = self._backing.blocks_used if self._backing is not None else 0
+                assert written_back == used, f"{written_back} written-back slots, {used} blocks in use"
             assert self._max_used_pages >= self._pool.pages_allocated, "mem_used_max below mem_used_total"

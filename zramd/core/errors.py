@@ -40,6 +40,18 @@ class ArgumentTooLong(ZramError):
     errno = _errno.E2BIG
 
 
+class NotBlockDevice(ZramError):
+    """A ``backing_dev`` that is neither a block device nor a regular file (ENOTBLK)."""
+
+    errno = _errno.ENOTBLK
+
+
+class NoDevice(ZramError):
+    """``writeback`` on a device without a backing device (ENODEV)."""
+
+    errno = _errno.ENODEV
+
+
 class NoSpace(ZramError):
     """I/O that starts at or beyond the end of the disk (ENOSPC)."""
 

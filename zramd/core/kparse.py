@@ -87,6 +87,14 @@ def kstrtou16(text: str, base: int = 10) -> int:
     return value
 
 
+def kstrtouint(text: str, base: int = 10) -> int:
+    """``kstrtouint``: `kstrtoull`, then ERANGE above 2**32 - 1."""
+    value = kstrtoull(text, base)
+    if value > 0xFFFFFFFF:
+        raise OutOfRange(f"{value} does not fit in 32 bits")
+    return value
+
+
 def kstrtoint(text: str, base: int = 10) -> int:
     """``kstrtoint``: an optional sign, then `kstrtoull`'s rules; ERANGE outside 32-bit int."""
     if text.startswith("-"):
@@ -98,6 +106,49 @@ def kstrtoint(text: str, base: int = 10) -> int:
     if value >= 1 << 31:
         raise OutOfRange(f"{value} does not fit in an int")
     return value
+
+
+def next_args(text: str) -> list[tuple[str, str | None]]:
+    """The ``param[=value]`` words of `text` as the kernel's ``next_arg`` loop splits them
+    (lib/cmdline.c): words end at unquoted white space, the first ``=`` after the word's first
+    character separates the value (None when there is none), and one pair of double quotes
+    around the word or the value is dropped."""
+    words: list[tuple[str, str | None]] = []
+    rest = text.lstrip(_SPACES)
+    while rest:
+        quoted = rest.startswith('"')
+        if quoted:
+            rest = rest[1:]
+        in_quote = quoted
+        equals = 0
+        i = 0
+        while i < len(rest):
+            ch = rest[i]
+            if ch in _SPACES and not in_quote:
+                break
+            if equals == 0 and ch == "=":
+                equals = i
+            if ch == '"':
+                in_quote = not in_quote
+            i += 1
+        word = rest[:i]
+        closing = i > 0 and rest[i - 1] == '"'
+        value: str | None = None
+        if equals:
+            word, value = word[:equals], word[equals + 1 :]
+            opening = value.startswith('"')
+            if opening:
+                value = value[1:]
+            if (opening or quoted) and closing and value:
+                value = value[:-1]
+        elif quoted and closing:
+            word = word[:-1]
+        words.append((word, value))
+        rest = rest[i + 1 :].lstrip(_SPACES)
+    return words
+
+
+_SPACES = " \t\n\v\f\r"
 
 
 def store_buffer(data: bytes) -> str:

@@ -47,6 +47,8 @@ cdef class ZsPool:
     cdef Py_ssize_t _nfree_ids
     cdef int[::1] _free_frames
     cdef Py_ssize_t _nfree_frames
+    cdef Py_ssize_t _nreleased
+    cdef Py_ssize_t _arena_address
 
     @cython.locals(cid=Py_ssize_t, group=Py_ssize_t, zspage=Py_ssize_t, mask=cython.uint,
                    index=Py_ssize_t, offset=Py_ssize_t, inuse=Py_ssize_t, new_group=Py_ssize_t)

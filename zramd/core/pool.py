@@ -64,6 +64,7 @@ from array import array
 from collections.abc import Callable
 from typing import Literal
 
+from zramd.core import memory
 from zramd.core.records import ClassStats, PoolExhausted
 from zramd.core.size_classes import DEFAULT_CHAIN_SIZE, HANDLE_SIZE, SizeClassTable
 from zramd.core.units import PAGE_SHIFT, PAGE_SIZE
@@ -170,6 +171,8 @@ class ZsPool:
         self.zspage_ids_touched = 0
         self._free_frames = self._meta.carve("i", 1)
         self._nfree_frames = 0
+        self._nreleased = 0  # _free_frames[:_nreleased] were given back to the OS
+        self._arena_address = 0
 
     # ------------------------------------------------------------------ allocation
 
@@ -318,6 +321,8 @@ class ZsPool:
             if self._nfree_frames:
                 self._nfree_frames -= 1
                 frames[base + i] = self._free_frames[self._nfree_frames]
+                if self._nreleased > self._nfree_frames:
+                    self._nreleased = self._nfree_frames  # a released frame faults in again
             else:
                 frames[base + i] = self.frames_touched
                 self.frames_touched += 1
@@ -340,6 +345,24 @@ class ZsPool:
         self._nfree_ids += 1
         self.pages_allocated -= pages
         self._objs_allocated[cid] -= self._objs[cid]
+
+    @property
+    def frames_resident(self) -> int:
+        """Frames of the arena in memory: every frame ever handed out, less those released."""
+        return self.frames_touched - self._nreleased
+
+    def release_free_frames(self) -> int:
+        """Give the free frames kept for reuse back to the OS (`zramd.core.memory.discard`);
+        returns how many went. They stay on the free stack and fault in again when reused, so
+        this trades the pool's never-shrink rule for memory: the caller opts in."""
+        if self._arena_address == 0:
+            self._arena_address = memory.mapping_address(self._arena)
+        released = 0
+        for pos in range(self._nreleased, self._nfree_frames):
+            memory.discard(self._arena, self._arena_address, self._free_frames[pos] << PAGE_SHIFT, PAGE_SIZE)
+            released += 1
+        self._nreleased = self._nfree_frames
+        return released
 
     def _fullness(self, zspage: int, cid: int) -> int:
         return self._group_of[self._group_base[cid] + self._zs_inuse[zspage]]

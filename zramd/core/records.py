@@ -70,6 +70,15 @@ class IoStat:
 
 
 @dataclass(frozen=True, slots=True)
+class BdStat:
+    """``bd_stat``: backing blocks in use, pages read from and written to the backing store."""
+
+    bd_count: int = 0
+    bd_reads: int = 0
+    bd_writes: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class RequestStat:
     """Block-layer accounting of one kind of request: count, 512-byte sectors, service time."""
 
@@ -94,8 +103,11 @@ class DeviceStatistics:
 
     Attributes:
         mm: ``mm_stat``.  io: ``io_stat``.  block: the block-layer ``stat``.
-        pages_stored: slots holding data (same-filled ones included).
+        pages_stored: slots holding data (same-filled and written-back ones included).
         pool_pages: frames the pool holds now (mem_used_total / 4096).
+        bd: ``bd_stat``.
+        frames_resident: frames of the pool's arena in memory: the ones in use plus the free
+            ones kept for reuse (all of them unless frames are released to the OS).
     """
 
     mm: MmStat
@@ -103,3 +115,5 @@ class DeviceStatistics:
     block: BlockStat
     pages_stored: int
     pool_pages: int
+    bd: BdStat = BdStat()
+    frames_resident: int = 0

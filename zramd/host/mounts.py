@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import stat
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,7 @@ class MountEntry:
     mountpoint: str
     fstype: str
     source: str
+    device: int = 0  # st_dev of the files on it (major:minor)
 
 
 def _unescape(field: str) -> str:
@@ -55,7 +57,9 @@ def mount_table() -> list[MountEntry]:
             fields = left.split()
             rest = right.split()
             if len(fields) >= 5 and len(rest) >= 2:
-                entries.append(MountEntry(_unescape(fields[4]), rest[0], _unescape(rest[1])))
+                major, _, minor = fields[2].partition(":")
+                device = os.makedev(int(major), int(minor)) if major.isdigit() and minor.isdigit() else 0
+                entries.append(MountEntry(_unescape(fields[4]), rest[0], _unescape(rest[1]), device))
     return entries
 
 
@@ -176,6 +180,44 @@ def loop_devices_for(path: str, resolve: bool = True) -> list[str]:
     only it could answer, while it waits -- a deadlock."""
     target = os.path.realpath(path) if resolve else path
     return [device for device, backing in backing_files().items() if backing == target]
+
+
+def routes_into(opened: os.stat_result, mountpoint: str, block_paths: list[str]) -> str | None:
+    """Why storage whose open fd has stat `opened` would route I/O back into the daemon serving
+    `mountpoint` with the block devices `block_paths`, or None if it does not. It does when it
+    is a file on that mount (a disk file), one of those block devices, or a file or block device
+    stacked on them: a filesystem mounted on one, or a loop device over a file of such a
+    filesystem, to any depth. Never stats a path under `mountpoint` (the daemon itself would
+    have to answer that)."""
+    entry = mount_entry(mountpoint)
+    if stat.S_ISREG(opened.st_mode) and entry is not None and opened.st_dev == entry.device:
+        return f"it is a file of this daemon's mount {mountpoint}"
+    ours: set[int] = set()
+    for path in block_paths:
+        try:
+            ours.add(os.stat(path).st_rdev)
+        except OSError:
+            continue
+    prefix = mountpoint.rstrip("/") + "/"
+    stacked = {loop: backing for loop, backing in backing_files().items() if not backing.startswith(prefix)}
+    grew = True
+    while grew:  # loop devices over files of filesystems on our devices, to any depth
+        grew = False
+        for loop, backing in list(stacked.items()):
+            try:
+                on_ours = os.stat(backing).st_dev in ours
+                rdev = os.stat(loop).st_rdev
+            except OSError:
+                on_ours, rdev = False, 0
+            if on_ours:
+                ours.add(rdev)
+                del stacked[loop]
+                grew = True
+    if stat.S_ISBLK(opened.st_mode) and opened.st_rdev in ours:
+        return "it is a block device of this daemon, or one stacked on it"
+    if stat.S_ISREG(opened.st_mode) and opened.st_dev in ours:
+        return "it is a file of a filesystem on a block device of this daemon"
+    return None
 
 
 def swap_devices() -> set[str]:

@@ -96,7 +96,7 @@ class Daemon:
                 "this pyfuse3 has no fallocate support: discard/TRIM will not free memory "
                 "(install zramd with scripts/bootstrap, which builds the patched pyfuse3)"
             )
-        attributes = (*attrs.ATTRIBUTES, attrs.CLASSES, attrs.CONSISTENCY)
+        attributes = (*attrs.ATTRIBUTES, attrs.CLASSES, attrs.CONSISTENCY, attrs.BLOCK_STATE)
         if testing.fault_injection_enabled():
             log.warning(
                 "fault injection is enabled (%s=1): zramN/fault_inject exists", testing.FAULT_INJECTION_ENV

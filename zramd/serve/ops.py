@@ -59,10 +59,12 @@ import pyfuse3
 import trio
 
 from zramd.core import attrs
+from zramd.core.backing import BackingStore
 from zramd.core.engine import ZramDevice
-from zramd.core.errors import DeviceBusy, ZramError
+from zramd.core.errors import DeviceBusy, InvalidArgument, ZramError
 from zramd.core.kparse import store_buffer
 from zramd.core.units import PAGE_SIZE
+from zramd.host.mounts import routes_into
 from zramd.host.rundir import CONTROL_NAME, DEVICE_PREFIX
 from zramd.serve.block import BlockDevices
 
@@ -117,6 +119,10 @@ HAS_STAND_IN = hasattr(pyfuse3, "start_stand_in")
 MAX_TASKS = 1 if HAS_STAND_IN else 8
 MAX_LIFECYCLE_WAITERS = 32 if HAS_STAND_IN else MAX_TASKS - 2
 DISK_NAME = "disk"
+# Stores that do I/O of their own and may take long: they run in a worker thread, one at a time
+# with the lifecycle requests (a reset waits for a running writeback, as the kernel's does), while
+# the serving task goes on. backing_dev opens a path, which may lie on this very mount.
+THREADED_STORES = frozenset({"writeback", "backing_dev"})
 BLOCK_DEVICE_NAME = "block_device"
 
 DIR, DISK, ATTRIBUTE, FILE, HOT_ADD, HOT_REMOVE = "dir", "disk", "attribute", "file", "hot_add", "hot_remove"
@@ -224,6 +230,7 @@ class ZramOperations(pyfuse3.Operations):
         while device_id in self.devices:
             device_id += 1
         device = device if device is not None else self.new_device()
+        device.backing_guard = self._refuse_own_storage
         self.devices[device_id] = device
         self.disk_mtime_ns[device_id] = time.time_ns()
         base = device_inode(device_id)
@@ -247,6 +254,16 @@ class ZramOperations(pyfuse3.Operations):
         del self.nodes[ROOT_INODE].children[directory.name]
         del self.devices[device_id]
         del self.disk_mtime_ns[device_id]
+
+    def _refuse_own_storage(self, backing: BackingStore) -> None:
+        """A device's ``backing_guard``: EINVAL for a backing store that routes back into this
+        daemon (its disk files, its block devices, filesystems on them), which would deadlock
+        the first writeback (the kernel refuses a self-reference with EINVAL too)."""
+        block_paths = [self.blocks.path_of(i) for i in self.devices] if self.blocks else []
+        reason = routes_into(os.fstat(backing.fd), self.mountpoint, [p for p in block_paths if p])
+        if reason is not None:
+            log.warning("backing_dev %s refused: %s", backing.path, reason)
+            raise InvalidArgument(f"backing_dev {backing.path}: {reason}")
 
     def _show_block_device(self, device_id: int) -> str:
         return (self.blocks.path_of(device_id) if self.blocks else "") + "\n"
@@ -404,6 +421,8 @@ class ZramOperations(pyfuse3.Operations):
             # Handlers that do I/O never await, and pyfuse3 copies the reply out before the
             # next handler runs, so one preallocated buffer serves every read.
             return self._device(node).read_view(off, size, self._read_buffer)
+        if node.attribute is not None and node.attribute.read_at is not None:
+            return node.attribute.read_at(self._device(node), off, size)
         text = self.rendered.get(fh)
         if off == 0 or text is None:  # a first read past 0 renders too, as seq_file does
             text = self.rendered[fh] = (await self._render(node)).encode()
@@ -440,6 +459,9 @@ class ZramOperations(pyfuse3.Operations):
             return min(len(buf), PAGE_SIZE)
         if node.attribute.name == "disksize":
             return await self._write_disksize(node, buf)
+        if node.attribute.name in THREADED_STORES:
+            async with self._lifecycle():
+                return await trio.to_thread.run_sync(node.attribute.write, self._device(node), buf)
         return node.attribute.write(self._device(node), buf)
 
     async def _write_disksize(self, node: Node, buf: bytes) -> int:
