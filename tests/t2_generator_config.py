@@ -233,10 +233,22 @@ def test_example_1x(caplog: pytest.LogCaptureFixture) -> None:
     result = devices(EXAMPLE_1X.replace("lzo-rle", "lzo"), ram_mib=8192)
     assert result == {
         # min(8192 / 10, 2048) = 819.2 MiB, truncated to bytes as zram-generator does
-        "zram0": DeviceSection("zram0", int(819.2 * MIB), 0, "lzo", 100, "swap", None, "", 3),
+        "zram0": DeviceSection(
+            "zram0", int(819.2 * MIB), 0, "lzo", 100, "swap", None, "", 3,
+            writeback_device="/dev/zvol/tarta-zoot/swap-writeback",
+        ),
         "zram1": DeviceSection("zram1", int(819.2 * MIB), 0, "lzo", 100, "swap", None, "discard", 33),
-    }
-    assert f"{PATH}:28: key 'writeback-device': ignored" in caplog.text
+    }  # fmt: skip
+    assert "writeback-device" not in caplog.text  # applied as backing_dev, no longer ignored
+
+
+def test_writeback_policy_key() -> None:
+    text = "[zram0]\nwriteback-device = /var/tmp/back.img\nwriteback-policy = interval=60 idle_age=600\n"
+    section = devices(text, ram_mib=8192)["zram0"]
+    assert section.writeback_device == "/var/tmp/back.img"
+    assert section.writeback_policy == "interval=60 idle_age=600"
+    assert "writeback-policy" in config_error("[zram0]\nwriteback-policy = interval=-1\n")
+    assert "unknown key" in config_error("[zram0]\nwriteback-policy = every=5\n")
     # 16 GiB is above host-memory-limit = 9048: only zram1 ("will always be created").
     assert list(devices(EXAMPLE_1X.replace("lzo-rle", "lzo"), ram_mib=16384)) == ["zram1"]
 

@@ -11,6 +11,7 @@ import argparse
 import json
 import logging
 import os
+import stat
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -132,7 +133,32 @@ def _serve_config(args: argparse.Namespace, ready_fd: int | None = None) -> Serv
         ready_fd=ready_fd,
         noop=args.noop,
         streams=args.streams,
+        backing_dev=args.backing_dev or "",
+        writeback_policy=args.writeback_policy or "",
     )
+
+
+def _backing_dev(text: str) -> str:
+    """An existing block device or regular file, as an absolute path (the daemon opens it)."""
+    path = os.path.abspath(text)
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as exc:
+        raise argparse.ArgumentTypeError(f"{text}: {exc.strerror}") from None
+    if not (stat.S_ISBLK(mode) or stat.S_ISREG(mode)):
+        raise argparse.ArgumentTypeError(f"{text}: neither a block device nor a regular file")
+    return path
+
+
+def _writeback_policy(text: str) -> str:
+    from zramd.core.attrs import parse_writeback_policy
+    from zramd.core.errors import ZramError
+
+    try:
+        parse_writeback_policy(text)
+    except ZramError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
 
 
 def _device(target: str) -> DeviceRef:
@@ -272,6 +298,21 @@ def _add_device_options(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="compression streams: threads that compress a large request's pages in parallel "
         "(default: one per online CPU)",
+    )
+    parser.add_argument(
+        "--backing-dev",
+        type=_backing_dev,
+        default=None,
+        metavar="PATH",
+        help="zram0's backing_dev for writeback: a block device or a regular file (preallocated or sparse)",
+    )
+    parser.add_argument(
+        "--writeback-policy",
+        type=_writeback_policy,
+        default=None,
+        metavar="'KEY=VALUE ...'",
+        help="zram0's writeback policy: interval=SECONDS idle_age=SECONDS high_watermark=FRACTION "
+        "max_pages=N release=0|1 (see docs/user-guide.md)",
     )
     parser.add_argument(
         "--allow-other", action="store_true", help="let other users through (file permissions still apply)"

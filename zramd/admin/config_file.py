@@ -18,8 +18,10 @@ Where zramd differs from zram-generator, on purpose:
       zram-generator writes whatever is given and only warns when the kernel refuses it.
       Recompression algorithms, their parameters and the primary's parameters (``lz4(level=9)``)
       are logged and ignored, as zram-generator does on a kernel without recompression.
-    * ``writeback-device`` is checked (absolute, no ``..``) then logged and ignored: zramd has no
-      backing device, which is what zram-generator does on a kernel without CONFIG_ZRAM_WRITEBACK.
+    * ``writeback-device`` (absolute, no ``..``) becomes the device's ``backing_dev``, as in
+      zram-generator; zramd also takes a regular file there. zramd adds ``writeback-policy``, the
+      text of the device's ``writeback_policy`` file (``interval=600 idle_age=3600 ...``), checked
+      when the file is read.
     * Division or modulo by zero, and a result that is not a finite number, are errors (fasteval
       yields inf or NaN; zram-generator then makes an inf size the largest u64).
 """
@@ -50,6 +52,7 @@ KEYS = (
     "zram-resident-limit",
     "compression-algorithm",
     "writeback-device",
+    "writeback-policy",
     "swap-priority",
     "mount-point",
     "fs-type",
@@ -509,6 +512,7 @@ class DeviceSection:
         swap_priority: -1..32767.  fs_type: ``swap``, or e.g. ``ext4``; ``ext2`` when only a
         mount point is given.  mount_point: normalised absolute path or None.  options: the
         swapon or mount options ("" = none).  line: the line of the section's first header.
+        writeback_device: the backing_dev path or None.  writeback_policy: zramd's policy text.
     """
 
     name: str
@@ -520,6 +524,8 @@ class DeviceSection:
     mount_point: str | None
     options: str
     line: int
+    writeback_device: str | None = None
+    writeback_policy: str = ""
 
 
 @dataclass
@@ -724,7 +730,7 @@ class _Resolver:
         return float(value)
 
     def resolve(self, ram_mb: int) -> DeviceSection | None:
-        name, path = self.section.name, self.path
+        name = self.section.name
         # Check every key before deciding whether the device exists on this machine.
         host_limit = self.host_memory_limit()
         size_fn = self.expression("zram-size")
@@ -739,14 +745,16 @@ class _Resolver:
         algorithm = self.algorithm()
         priority = self.swap_priority()
         mount_point = self.path_value("mount-point")
-        if self.path_value("writeback-device") is not None:
-            line = self.section.values["writeback-device"][1]
-            log.warning(
-                "%s:%d: key 'writeback-device': ignored: zramd has no backing device, so "
-                "incompressible pages stay in memory",
-                path,
-                line,
-            )
+        writeback_device = self.path_value("writeback-device")
+        writeback_policy = self.get("writeback-policy") or ""
+        if writeback_policy:
+            from zramd.core.attrs import parse_writeback_policy
+            from zramd.core.errors import ZramError
+
+            try:
+                parse_writeback_policy(writeback_policy)
+            except ZramError as exc:
+                raise self.error("writeback-policy", str(exc)) from None
         fs_type = self.get("fs-type")
         if fs_type == "":
             raise self.error("fs-type", "empty; give a file system type such as 'swap' or 'ext4'")
@@ -782,6 +790,8 @@ class _Resolver:
             mount_point=mount_point,
             options=DEFAULT_OPTIONS if options is None else options,
             line=self.section.line,
+            writeback_device=writeback_device,
+            writeback_policy=writeback_policy,
         )
 
 

@@ -72,6 +72,10 @@ def set_up(ref: DeviceRef, section: DeviceSection) -> bool:
     sysdir.write("comp_algorithm", section.compression_algorithm)
     if section.resident_limit:
         sysdir.write("mem_limit", str(section.resident_limit))
+    if section.writeback_device:
+        sysdir.write("backing_dev", section.writeback_device)
+    if section.writeback_policy:
+        sysdir.write("writeback_policy", section.writeback_policy)
     sysdir.write("disksize", str(section.zram_size))
     return True
 

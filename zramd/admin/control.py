@@ -66,6 +66,10 @@ def start(config: ServeConfig, log_level: str = "info", timeout: float = 30) -> 
         cmd.append("--noop")
     if config.streams:
         cmd += ["--streams", str(config.streams)]
+    if config.backing_dev:
+        cmd += ["--backing-dev", config.backing_dev]
+    if config.writeback_policy:
+        cmd += ["--writeback-policy", config.writeback_policy]
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(
             cmd,

@@ -12,6 +12,8 @@ Must not: touch the device's internals (only its public methods), or know about 
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 
@@ -41,7 +43,7 @@ from zramd.core.kparse import (
     next_args,
     store_buffer,
 )
-from zramd.core.records import BdStat, BlockStat, ClassStats, IoStat, MmStat
+from zramd.core.records import BdStat, BlockStat, ClassStats, IoStat, MmStat, WritebackPolicy
 from zramd.core.units import PAGE_SHIFT, PAGE_SIZE
 
 ALGO_NAME_MAX = 128  # ZRAM_MAX_ALGO_NAME_SZ: names this long or longer get E2BIG
@@ -275,6 +277,56 @@ def format_bd_stat(stat: BdStat) -> str:
     return f"{stat.bd_count:8d} {stat.bd_reads:8d} {stat.bd_writes:8d}\n"
 
 
+def parse_writeback_policy(text: str, current: WritebackPolicy | None = None) -> WritebackPolicy:
+    """A ``writeback_policy`` text: ``key=value`` words (interval=SECONDS, idle_age=SECONDS,
+    high_watermark=FRACTION, max_pages=N, release=0|1), each replacing that setting of
+    `current`; EINVAL for an unknown key or a bad value, and nothing changes then."""
+    policy = current if current is not None else WritebackPolicy()
+    changes: dict[str, object] = {}
+    for key, value in next_args(text):
+        if value is None or value == "":
+            raise InvalidArgument(f"writeback_policy: {key!r} needs a value (key=value)")
+        try:
+            if key == "interval":
+                number = float(value)
+                if not (math.isfinite(number) and number >= 0):
+                    raise ValueError
+                changes[key] = number
+            elif key in ("idle_age", "max_pages"):
+                count = int(value, 10)
+                if count < (1 if key == "max_pages" else 0):
+                    raise ValueError
+                changes[key] = count
+            elif key == "high_watermark":
+                fraction = float(value)
+                if not 0 <= fraction <= 1:
+                    raise ValueError
+                changes[key] = fraction
+            elif key == "release":
+                if value not in ("0", "1"):
+                    raise ValueError
+                changes[key] = value == "1"
+            else:
+                raise InvalidArgument(f"writeback_policy: unknown key {key!r}")
+        except ValueError:
+            raise InvalidArgument(f"writeback_policy: bad value {value!r} for {key}") from None
+    return dataclasses.replace(policy, **changes)  # type: ignore[arg-type]
+
+
+def format_writeback_policy(policy: WritebackPolicy) -> str:
+    return (
+        f"interval={policy.interval:g} idle_age={policy.idle_age} high_watermark={policy.high_watermark:g} "
+        f"max_pages={policy.max_pages} release={int(policy.release)}\n"
+    )
+
+
+def _store_writeback_policy(device: ZramDevice, text: str) -> None:
+    policy = parse_writeback_policy(text, device.writeback_policy)
+    with device.lock:
+        device.writeback_policy = policy
+        device.release_frames = policy.release
+
+
 BLOCK_STATE_LINE = 40  # "%12zd %12u.%06d %c%c%c%c%c%c\n"
 
 
@@ -408,5 +460,10 @@ BY_NAME = {attr.name: attr for attr in ATTRIBUTES}
 CLASSES = Attribute("classes", 0o444, lambda d: format_classes(d.class_stats()), None)
 # A recount of the slot table and the pool against the counters: "ok: ..." or "MISMATCH: ...".
 CONSISTENCY = Attribute("consistency", 0o444, format_consistency, None)
+# zramd's writeback trigger and release policy (see `WritebackPolicy`).
+WRITEBACK_POLICY = Attribute(
+    "writeback_policy", 0o644, lambda d: format_writeback_policy(d.writeback_policy), _store_writeback_policy
+)
 # The kernel's debugfs block_state (CONFIG_ZRAM_MEMORY_TRACKING): one line per stored page.
 BLOCK_STATE = Attribute("block_state", 0o444, None, None, read_at=read_block_state)
+ZRAMD_ATTRIBUTES = (CLASSES, CONSISTENCY, BLOCK_STATE, WRITEBACK_POLICY)

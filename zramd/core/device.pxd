@@ -36,6 +36,7 @@ cdef class ZramDevice:
     cdef public bint writeback_limit_enable
     cdef public Py_ssize_t writeback_batch_size
     cdef public bint release_frames
+    cdef public object writeback_policy
     cdef unsigned int[::1] _actime
     cdef unsigned char[::1] _bounce
     cdef object _bounce_view

@@ -49,6 +49,7 @@ from zramd.core.records import (
     MmStat,
     PoolExhausted,
     RequestStat,
+    WritebackPolicy,
 )
 from zramd.core.size_classes import DEFAULT_CHAIN_SIZE, SizeClassTable
 from zramd.core.streams import MIN_JOBS_PER_STREAM, CompressionStreams
@@ -123,6 +124,7 @@ class ZramDevice:
         writeback_limit_enable: whether `writeback_limit` applies.
         writeback_batch_size: pages written back per batch (the lock is dropped between them).
         release_frames: give frames emptied by compaction back to the OS (zramd's own policy).
+        writeback_policy: zramd's writeback trigger (`WritebackPolicy`); the daemon runs it.
     """
 
     def __init__(
@@ -149,6 +151,7 @@ class ZramDevice:
         self.writeback_limit_enable = False
         self.writeback_batch_size = WRITEBACK_BATCH_SIZE
         self.release_frames = False
+        self.writeback_policy = WritebackPolicy()
         self._pool: ZsPool | None = None
         self._codec: PageCodec | None = None
         self._table: ReservedArrays | None = None
@@ -356,12 +359,13 @@ class ZramDevice:
         cutoff = self._clock() - age
         return None if cutoff == 0 else cutoff
 
-    def writeback(self, scans: Sequence[tuple[int, int, int]]) -> int:
+    def writeback(self, scans: Sequence[tuple[int, int, int]], max_pages: int = 0) -> int:
         """``writeback_store``: write the pages the scans select to the backing store and free
         their memory; returns the pages written back. Each scan is (mode, first, end): the
         stored pages in [first, end) that are neither same-filled nor written back and match
         `mode` (IDLE_WRITEBACK, HUGE_WRITEBACK, both, INCOMPRESSIBLE_WRITEBACK, or 0 for any).
-        Pages go largest first, as the kernel's post-processing buckets order them.
+        Pages go largest first, as the kernel's post-processing buckets order them; with
+        `max_pages` (zramd's policy) at most that many are written, the largest.
 
         Errors, as the kernel's: EINVAL uninitialised, ENODEV without a backing store, ENOSPC
         when the backing store is full and EIO when writeback_limit is used up (both stop the
@@ -376,6 +380,10 @@ class ZramDevice:
             if self._writeback_active:
                 raise DeviceBusy("a writeback is already running")
             order = self._select_for_writeback(scans)
+            if 0 < max_pages < len(order):
+                for k in range(max_pages, len(order)):
+                    self._flags[order[k]] &= ~PP_SLOT
+                order = order[:max_pages]
             self._writeback_active = True
         written = 0
         error: ZramError | None = None

@@ -70,6 +70,29 @@ class IoStat:
 
 
 @dataclass(frozen=True, slots=True)
+class WritebackPolicy:
+    """zramd's writeback trigger for one device (the kernel has none): what the daemon does
+    every `interval` seconds while the device has a backing store.
+
+    Attributes:
+        interval: seconds between cycles; 0 turns the policy off.
+        idle_age: each cycle marks pages not accessed for this many seconds idle and writes
+            them back (0: no age rule).
+        high_watermark: a fraction of mem_limit; while mem_used_total is above it, a cycle
+            writes back idle pages, then huge ones (0: no watermark rule).
+        max_pages: pages one cycle may write back, so that a cycle stays short.
+        release: give the frames compaction empties back to the OS (zramd's release policy):
+            the daemon's RSS then falls with mem_used_total.
+    """
+
+    interval: float = 0.0
+    idle_age: int = 0
+    high_watermark: float = 0.0
+    max_pages: int = 65536
+    release: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class BdStat:
     """``bd_stat``: backing blocks in use, pages read from and written to the backing store."""
 

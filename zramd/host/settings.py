@@ -20,6 +20,8 @@ class ServeConfig:
         mem_limit: device 0's settings (disksize 0 leaves it uninitialised; mem_limit 0 = none).
         allow_other: let other users through (permissions are still enforced by the kernel).
         streams: compression streams shared by the devices (0: one per online CPU).
+        backing_dev: device 0's backing file or block device ("" = none).
+        writeback_policy: device 0's writeback policy text (``interval=... idle_age=...``).
         ready_fd: a pipe to report readiness or the start-up error to `zramd start`.
     """
 
@@ -32,3 +34,5 @@ class ServeConfig:
     ready_fd: int | None = None
     noop: bool = False  # serve the benchmark's no-op device instead (reads zeros, drops writes)
     streams: int = 0
+    backing_dev: str = ""
+    writeback_policy: str = ""

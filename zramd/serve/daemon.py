@@ -27,15 +27,17 @@ from zramd.core import attrs, engine
 from zramd.core.engine import ZramDevice
 from zramd.core.errors import UserError, ZramError
 from zramd.core.streams import CompressionStreams, online_cpus
+from zramd.core.units import PAGE_SHIFT
 from zramd.host.mounts import FSNAME, prepare_mountpoint
 from zramd.host.rundir import RUN_DIR, block_link_dir, block_prefix, lockfile_for, pidfile_for
 from zramd.host.settings import ServeConfig
-from zramd.serve import hardening, sdnotify, testing
+from zramd.serve import hardening, policy, sdnotify, testing
 from zramd.serve.block import BlockDevices, in_worker
 from zramd.serve.ops import HAS_FALLOCATE, MAX_TASKS, ZramOperations
 
 log = logging.getLogger(__name__)
 
+POLICY_TICK = 1.0  # seconds between checks for a due writeback policy cycle
 GC_INTERVAL = 5.0  # seconds between idle-time garbage collections of the young generations
 GC_FULL_EVERY = 12  # every 12th of them (once a minute) collects every generation
 
@@ -50,6 +52,7 @@ class Daemon:
         self.stop_reason = ""
         self.ops: ZramOperations | None = None
         self.start_error = ""
+        self.policy_reports: dict[int, policy.CycleReport] = {}
         # Shared by every device: one request is served at a time (see ops.MAX_TASKS).
         self.streams = CompressionStreams(config.streams or online_cpus())
 
@@ -63,6 +66,10 @@ class Daemon:
         try:
             device.set_comp_algorithm(config.algorithm)
             device.set_mem_limit(config.mem_limit)
+            if config.backing_dev:
+                device.set_backing_dev(config.backing_dev)
+            if config.writeback_policy:
+                attrs.WRITEBACK_POLICY.write(device, config.writeback_policy.encode())
             if config.disksize:
                 device.set_disksize(config.disksize)
         except ZramError as exc:
@@ -71,6 +78,7 @@ class Daemon:
     def report(self) -> str:
         """The ``zram-control/daemon`` file: key: value lines about this process."""
         devices = self.ops.devices if self.ops else {}
+        stats = [device.statistics() for device in devices.values()]
         lines = {
             "pid": str(os.getpid()),
             "version": __version__,
@@ -81,9 +89,27 @@ class Daemon:
             "fallocate": "yes" if HAS_FALLOCATE else "no (discard does not free memory)",
             "core": engine.describe(),
             "streams": str(self.streams.count),
+            "rss_bytes": str(resident_bytes()),
+            "pool_resident_bytes": str(sum(s.frames_resident for s in stats) << PAGE_SHIFT),
+            "mem_used_total_bytes": str(sum(s.mm.mem_used_total for s in stats)),
+            "release_frames": " ".join(
+                f"zram{i}" for i, d in sorted(devices.items()) if d.writeback_policy.release
+            )
+            or "none",
+            "writeback_policy": self._policy_summary(),
             **hardening.self_check(),
         }
         return "".join(f"{key}: {value}\n" for key, value in lines.items())
+
+    def _policy_summary(self) -> str:
+        reports = self.policy_reports
+        if not reports:
+            return "no cycle yet"
+        return "; ".join(
+            f"zram{i}: last cycle {time.strftime('%H:%M:%S', time.localtime(r.at))} wrote {r.written} "
+            f"pages in {r.seconds:.3f} s" + (f" ({r.error})" if r.error else "")
+            for i, r in sorted(reports.items())
+        )
 
     def serve(self) -> int:
         """Mount and serve until stopped. Returns the exit status (0)."""
@@ -96,7 +122,7 @@ class Daemon:
                 "this pyfuse3 has no fallocate support: discard/TRIM will not free memory "
                 "(install zramd with scripts/bootstrap, which builds the patched pyfuse3)"
             )
-        attributes = (*attrs.ATTRIBUTES, attrs.CLASSES, attrs.CONSISTENCY, attrs.BLOCK_STATE)
+        attributes = (*attrs.ATTRIBUTES, *attrs.ZRAMD_ATTRIBUTES)
         if testing.fault_injection_enabled():
             log.warning(
                 "fault injection is enabled (%s=1): zramN/fault_inject exists", testing.FAULT_INJECTION_ENV
@@ -152,6 +178,7 @@ class Daemon:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._watch_signals)
             nursery.start_soon(self._collect_garbage)
+            nursery.start_soon(self._run_policies)
             nursery.start_soon(self._attach_and_announce)
             # Handlers that do I/O never await, so they run one at a time, in order; a lifecycle
             # request that waits for the kernel has a stand-in serve meanwhile (ops.MAX_TASKS).
@@ -178,6 +205,27 @@ class Daemon:
             pyfuse3.terminate()
             return
         self._announce_ready()
+
+    async def _run_policies(self) -> None:
+        """Run each device's writeback policy every `interval` seconds (checked every
+        POLICY_TICK), one cycle at a time; a cycle's errors are in its report and the log."""
+        ops = self.ops
+        assert ops is not None
+        last: dict[int, float] = {}
+        while True:
+            await trio.sleep(POLICY_TICK)
+            for device_id, device in sorted(ops.devices.items()):
+                interval = device.writeback_policy.interval
+                if not interval or time.monotonic() - last.get(device_id, 0.0) < interval:
+                    continue
+                last[device_id] = time.monotonic()
+                try:
+                    report = await ops.run_policy(device_id)
+                except ZramError as exc:  # EBUSY: lifecycle requests are piling up
+                    log.warning("writeback policy of zram%d skipped: %s", device_id, exc)
+                    continue
+                if report is not None:
+                    self.policy_reports[device_id] = report
 
     async def _collect_garbage(self) -> None:
         """The automatic collector is off (it would run in the middle of requests); collect
@@ -237,6 +285,15 @@ class Daemon:
                 os.close(self.config.ready_fd)
             except OSError:
                 pass  # `zramd start` went away; nothing to tell
+
+
+def resident_bytes() -> int:
+    """This process's resident memory (/proc/self/statm)."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
 
 
 def run(config: ServeConfig) -> int:

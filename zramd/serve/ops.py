@@ -66,6 +66,7 @@ from zramd.core.kparse import store_buffer
 from zramd.core.units import PAGE_SIZE
 from zramd.host.mounts import routes_into
 from zramd.host.rundir import CONTROL_NAME, DEVICE_PREFIX
+from zramd.serve import policy
 from zramd.serve.block import BlockDevices
 
 log = logging.getLogger(__name__)
@@ -490,19 +491,29 @@ class ZramOperations(pyfuse3.Operations):
     # ------------------------------------------------------------------ lifecycle
 
     @asynccontextmanager
-    async def _lifecycle(self) -> AsyncIterator[None]:
+    async def _lifecycle(self, stand_in: bool = True) -> AsyncIterator[None]:
         """One lifecycle request at a time, each with a stand-in serving the kernel while it
-        waits (see `MAX_TASKS`); EBUSY rather than let waiters pile up without bound."""
+        waits (see `MAX_TASKS`); EBUSY rather than let waiters pile up without bound. A task
+        that is not a request handler (the writeback policy) needs no stand-in."""
         if self._lifecycle_waiters >= MAX_LIFECYCLE_WAITERS:
             raise DeviceBusy("too many device changes in flight; try again")
         self._lifecycle_waiters += 1
         try:
-            if HAS_STAND_IN and self.serving:
+            if stand_in and HAS_STAND_IN and self.serving:
                 pyfuse3.start_stand_in()
             async with self._lifecycle_lock:
                 yield
         finally:
             self._lifecycle_waiters -= 1
+
+    async def run_policy(self, device_id: int) -> policy.CycleReport | None:
+        """One cycle of device `device_id`'s writeback policy, in a worker thread, one at a time
+        with the lifecycle requests (so a reset waits for it); None if it has nothing to do."""
+        async with self._lifecycle(stand_in=False):
+            device = self.devices.get(device_id)
+            if device is None or not policy.due(device):
+                return None
+            return await trio.to_thread.run_sync(policy.run_cycle, device)
 
     async def hot_add(self) -> int:
         """Create the next device with its block device; returns its id."""
