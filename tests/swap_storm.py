@@ -168,14 +168,15 @@ def run_storm(
 
 
 @contextlib.contextmanager
-def swap_on_zramd(tmp: Path, size: str = "1G") -> Iterator[Path]:
-    """A zramd device used as swap (priority 32767, so it is used before any other swap)."""
+def swap_on_zramd(tmp: Path, size: str = "1G", *options: str) -> Iterator[Path]:
+    """A zramd device used as swap (priority 32767, so it is used before any other swap);
+    `options` go to `zramd start`."""
     from tests.mount_util import check_daemon_log, force_cleanup, zramd
 
     mountpoint = tmp / "swapdev"
     mountpoint.mkdir(parents=True, exist_ok=True)
     try:
-        zramd("start", str(mountpoint), "--size", size)
+        zramd("start", str(mountpoint), "--size", size, *options)
         zramd("swapon", str(mountpoint), "--priority", "32767", "--discard")
         yield mountpoint
         zramd("stop", str(mountpoint), "--force", timeout=300)
