@@ -39,11 +39,16 @@ _fallocate.restype = ctypes.c_int
 
 
 class BackingError(ZramError):
-    """An open or I/O error of the backing store, with the errno the system gave."""
+    """An open or I/O error of the backing store, with the errno the system gave.
 
-    def __init__(self, err: int, message: str) -> None:
+    Attributes:
+        pages_done: for a failed `BackingStore.write_run`, the pages written before the error.
+    """
+
+    def __init__(self, err: int, message: str, pages_done: int = 0) -> None:
         super().__init__(message)
         self.errno = err
+        self.pages_done = pages_done
 
 
 def _io_error(exc: OSError, what: str) -> BackingError:
@@ -152,14 +157,21 @@ class BackingStore:
 
     def write_run(self, first_block: int, buffer: memoryview, count: int) -> None:
         """Write `count` pages from the page-aligned `buffer` to blocks first_block, first_block+1,
-        ... in one call. An I/O error or a short write raises BackingError."""
+        ... in one call. An I/O error raises BackingError with the system's errno and the whole
+        pages written before it (a filesystem that fills up part way writes some, then says
+        ENOSPC: a short write is continued until it says why it stopped)."""
         nbytes = count << PAGE_SHIFT
-        try:
-            done = os.pwritev(self.fd, [buffer[:nbytes]], first_block << PAGE_SHIFT)
-        except OSError as exc:
-            raise _io_error(exc, f"backing write at block {first_block}") from None
-        if done != nbytes:
-            raise BackingError(errno.EIO, f"backing write at block {first_block}: {done} of {nbytes} bytes")
+        done = 0
+        while done < nbytes:
+            try:
+                wrote = os.pwritev(self.fd, [buffer[done:nbytes]], (first_block << PAGE_SHIFT) + done)
+            except OSError as exc:
+                error = _io_error(exc, f"backing write at block {first_block + (done >> PAGE_SHIFT)}")
+                error.pages_done = done >> PAGE_SHIFT
+                raise error from None
+            if wrote <= 0:
+                raise BackingError(errno.EIO, "backing write wrote nothing", done >> PAGE_SHIFT)
+            done += wrote
 
     def read_block(self, block: int, buffer: memoryview) -> None:
         """Read block `block` into the page-aligned one-page `buffer`; errors raise BackingError."""

@@ -512,6 +512,7 @@ class ZramDevice:
         blocks = self._wb_blocks
         view = self._wb_buffer
         failures: list[tuple[int, ZramError]] = []
+        error: ZramError | None = None
         k = 0
         while k < staged:
             end = k + 1
@@ -522,9 +523,15 @@ class ZramDevice:
                     for j in range(k, end):
                         self.fault_hook("backing_write", self._wb_slots[j])
                 backing.write_run(blocks[k], view[k * PAGE_SIZE :], end - k)
-            except (BackingError, OSError) as exc:
-                error = exc if isinstance(exc, BackingError) else IOFailure(str(exc))
-                failures.extend((j, error) for j in range(k, end))
+            except BackingError as exc:
+                first_failed, error = k + exc.pages_done, exc
+            except OSError as exc:  # from the fault hook
+                first_failed, error = k, IOFailure(str(exc))
+            else:
+                first_failed = end
+            for j in range(first_failed, end):
+                assert error is not None
+                failures.append((j, error))
             k = end
         return failures
 
@@ -547,6 +554,7 @@ class ZramDevice:
                 if self.writeback_limit_enable:
                     self.writeback_limit += 1
                 backing.release(block)
+                flags[index] &= ~PP_SLOT  # the kernel's release_pp_slot: a later writeback may try again
                 continue
             self._bd_writes += 1
             if not flags[index] & PP_SLOT:
