@@ -84,7 +84,7 @@ def test_policy_writes_back_idle_pages_and_data_survives(tmp_path: Path) -> None
         tmp_path / "m", "--size", "16M", "--backing-dev", str(backing), "--writeback-policy", policy
     ) as mount:
         assert mount.attr("backing_dev") == f"{backing}\n"
-        shown = "interval=1 idle_age=1 high_watermark=0 max_pages=100000 release=0\n"
+        shown = "interval=1 idle_age=1 high_watermark=0 max_pages=100000 max_seconds=2 release=0\n"
         assert mount.attr("writeback_policy") == shown
         data = pages_of(1, 1024)
         with block_device(mount) as block:

@@ -279,7 +279,7 @@ def format_bd_stat(stat: BdStat) -> str:
 
 def parse_writeback_policy(text: str, current: WritebackPolicy | None = None) -> WritebackPolicy:
     """A ``writeback_policy`` text: ``key=value`` words (interval=SECONDS, idle_age=SECONDS,
-    high_watermark=FRACTION, max_pages=N, release=0|1), each replacing that setting of
+    high_watermark=FRACTION, max_pages=N, max_seconds=SECONDS, release=0|1), each replacing that setting of
     `current`; EINVAL for an unknown key or a bad value, and nothing changes then."""
     policy = current if current is not None else WritebackPolicy()
     changes: dict[str, object] = {}
@@ -287,9 +287,9 @@ def parse_writeback_policy(text: str, current: WritebackPolicy | None = None) ->
         if value is None or value == "":
             raise InvalidArgument(f"writeback_policy: {key!r} needs a value (key=value)")
         try:
-            if key == "interval":
+            if key in ("interval", "max_seconds"):
                 number = float(value)
-                if not (math.isfinite(number) and number >= 0):
+                if not (math.isfinite(number) and number >= (0 if key == "interval" else 0.01)):
                     raise ValueError
                 changes[key] = number
             elif key in ("idle_age", "max_pages"):
@@ -316,7 +316,7 @@ def parse_writeback_policy(text: str, current: WritebackPolicy | None = None) ->
 def format_writeback_policy(policy: WritebackPolicy) -> str:
     return (
         f"interval={policy.interval:g} idle_age={policy.idle_age} high_watermark={policy.high_watermark:g} "
-        f"max_pages={policy.max_pages} release={int(policy.release)}\n"
+        f"max_pages={policy.max_pages} max_seconds={policy.max_seconds:g} release={int(policy.release)}\n"
     )
 
 

@@ -81,6 +81,8 @@ class WritebackPolicy:
         high_watermark: a fraction of mem_limit; while mem_used_total is above it, a cycle
             writes back idle pages, then huge ones (0: no watermark rule).
         max_pages: pages one cycle may write back, so that a cycle stays short.
+        max_seconds: how long one cycle may keep writing back (checked between chunks of
+            pages), however many pages are left.
         release: give the frames compaction empties back to the OS (zramd's release policy):
             the daemon's RSS then falls with mem_used_total.
     """
@@ -89,6 +91,7 @@ class WritebackPolicy:
     idle_age: int = 0
     high_watermark: float = 0.0
     max_pages: int = 65536
+    max_seconds: float = 2.0
     release: bool = False
 
 

@@ -4,8 +4,9 @@ Owns: what a cycle does, in order: (1) with ``idle_age``, mark the pages not acc
 long idle and write them back; (2) with ``high_watermark``, while mem_used_total is above that
 fraction of mem_limit, write back idle pages, then huge ones; (3) after any writeback, compact,
 so that the zspages writeback emptied are freed (and, with ``release``, their frames go back to
-the OS). Every step is bounded by ``max_pages`` per cycle, and the device's writeback drops the
-device lock between its batches, so the device keeps serving while a cycle runs. The daemon runs
+the OS). A cycle writes at most ``max_pages`` pages and stops starting new chunks of
+`CHUNK_PAGES` after ``max_seconds``; the device's writeback drops the device lock between its
+batches, so the device keeps serving while a cycle runs. The daemon runs
 cycles in a worker thread, one at a time with the lifecycle requests (`ZramOperations.run_policy`).
 Must not: import trio or pyfuse3, allocate per page, or raise: a cycle's error (a full backing
 device, an I/O error) is reported in its `CycleReport` and logged, and the next cycle tries again.
@@ -23,6 +24,8 @@ from zramd.core.errors import ZramError
 from zramd.core.units import PAGE_SHIFT
 
 log = logging.getLogger(__name__)
+
+CHUNK_PAGES = 4096  # pages written back between two looks at the clock (16 MiB)
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,17 +64,19 @@ def run_cycle(device: ZramDevice) -> CycleReport:
         return device.statistics().bd.bd_writes - written_before
 
     def write_back(mode: int) -> bool:
-        """Write back pages of `mode` within the budget; False once the cycle must stop."""
+        """Write back pages of `mode` within the budget, in chunks, until none is left or the
+        cycle's time is up; False once the cycle must stop."""
         nonlocal error
-        left = budget - written()
-        if left <= 0:
-            return False
-        try:
-            device.writeback([(mode, 0, nr_pages)], max_pages=left)
-        except ZramError as exc:
-            error = str(exc)
-            return False
-        return True
+        while True:
+            left = budget - written()
+            if left <= 0 or time.monotonic() - started >= policy.max_seconds:
+                return False
+            try:
+                if device.writeback([(mode, 0, nr_pages)], max_pages=min(left, CHUNK_PAGES)) == 0:
+                    return True  # nothing more of this kind
+            except ZramError as exc:
+                error = str(exc)
+                return False
 
     try:
         if policy.idle_age:
