@@ -9,9 +9,14 @@ against it on every run where /sys/block/zram0 is free.
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import gzip
+import mmap
 import os
+import subprocess
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -350,3 +355,433 @@ def test_kernel_refuses_reset_while_open_too(kernel_sys: Path) -> None:
     finally:
         os.close(fd)
         (kernel_sys / "reset").write_text("1")
+
+
+# ============================================================================ writeback attributes
+#
+# CONFIG_ZRAM_WRITEBACK's files (backing_dev, writeback, writeback_limit, writeback_limit_enable,
+# writeback_batch_size, bd_stat) and idle (whose ages need CONFIG_ZRAM_TRACK_ENTRY_ACTIME). Their
+# state is more than the table above tracks, so they have a table and a state of their own: what
+# each of these files shows. The idle rows without an age were measured on this machine's kernel
+# (6.18, built with neither option); the others follow drivers/block/zram/zram_drv.c's stores
+# (backing_dev_store, idle_store, writeback_store and its parsers, the kstrto* of the limit
+# stores) and are checked on a kernel that has them. The kernel takes only block devices as
+# backing_dev, zramd regular files too: on the kernel {backing} is a loop device over the file,
+# and rows that give the kernel a regular file say what it answers (`kernel`). A directory is left
+# out: zramd answers ENOTBLK where the kernel's filp_open answers EISDIR (see
+# tests/t3_writeback.py, test_backing_dev_directory_is_eisdir_as_in_the_kernel).
+
+WHOLE = -1  # a row's result: the whole write consumed
+WB_SHOWN = ("initstate", "backing_dev", "writeback_limit", "writeback_limit_enable", "writeback_batch_size",
+            "bd_stat")  # fmt: skip
+WB_DEFAULTS = {"writeback_limit": b"0", "writeback_limit_enable": b"0", "writeback_batch_size": b"32"}
+
+
+@dataclass(frozen=True)
+class WbRow:
+    start: str  # "uninit", "init" (1 MiB, lzo), "backed" (backing_dev set, uninitialised), "backed-init"
+    attr: str
+    data: bytes  # may name {backing}, {file}, {small} (4095 bytes) and {missing}
+    result: int | str  # WHOLE, a byte count, or an errno name
+    after: tuple[tuple[str, str], ...] = ()  # files that show something else afterwards
+    needs: str = "writeback"  # the kernel must have: "writeback", "actime" (idle ages) or "" (idle)
+    kernel: str | None = None  # the kernel's errno where zramd answers otherwise on purpose
+
+
+def _limit_rows(attr: str, good: list[tuple[bytes, str]], bad: list[bytes]) -> list[WbRow]:
+    rows = [WbRow("uninit", attr, b"", 0)]
+    rows += [WbRow("uninit", attr, data, WHOLE, ((attr, shown),)) for data, shown in good]
+    rows += [WbRow("uninit", attr, data, "EINVAL") for data in bad]
+    rows.append(WbRow("backed-init", attr, good[0][0], WHOLE, ((attr, good[0][1]),)))  # no EBUSY
+    rows.append(WbRow("backed-init", attr, bad[0], "EINVAL"))
+    return rows
+
+
+_WB_GOOD = [
+    b"idle",
+    b"idle\n",
+    b"huge",
+    b"huge_idle",
+    b"incompressible",
+    b"type=idle",
+    b"type=huge\n",
+    b"type=huge_idle",
+    b"type=incompressible",
+    b'"type=idle"',
+    b'type="huge"',
+    b"page_index=0",
+    b"page_index=255",
+    b"page_index=+7",
+    b"page_indexes=0-255",
+    b"page_indexes=7-7",
+    b"page_index=1 page_index=2",
+    b"page_indexes=0-3 type=idle",
+    b"foo=bar",
+    b"\n",
+    b"  ",
+]
+_WB_BAD = [
+    (b"bogus", "EINVAL"),
+    (b"IDLE", "EINVAL"),
+    (b"type=", "EINVAL"),
+    (b"type=bogus", "EINVAL"),
+    (b"page_index=", "EINVAL"),
+    (b"page_index=x", "EINVAL"),
+    (b"page_index=-1", "EINVAL"),
+    (b"page_index=0x1", "EINVAL"),
+    (b"page_index=256", "ERANGE"),
+    (b"page_index=18446744073709551616", "ERANGE"),
+    (b"page_indexes=5", "EINVAL"),
+    (b"page_indexes=a-5", "EINVAL"),
+    (b"page_indexes=1-b", "EINVAL"),
+    (b"page_indexes=256-300", "ERANGE"),
+    (b"page_indexes=0-256", "ERANGE"),
+    (b"page_indexes=5-4", "ERANGE"),
+    (b"page_index=1 page_index=256", "ERANGE"),
+    (b"page_index=1 bogus", "EINVAL"),
+]
+
+WB_ROWS = [
+    # backing_dev: only before initialisation; the open's own errno; one trailing newline dropped
+    WbRow("uninit", "backing_dev", b"", 0),
+    WbRow("uninit", "backing_dev", b"{backing}", WHOLE, (("backing_dev", "{backing}\n"),)),
+    WbRow("uninit", "backing_dev", b"{backing}\n", WHOLE, (("backing_dev", "{backing}\n"),)),
+    WbRow("uninit", "backing_dev", b"{file}", WHOLE, (("backing_dev", "{file}\n"),), kernel="ENOTBLK"),
+    WbRow("uninit", "backing_dev", b"{backing}\n\n", "ENOENT"),  # the name ends in a newline
+    WbRow("uninit", "backing_dev", b"{missing}", "ENOENT"),
+    WbRow("uninit", "backing_dev", b"{missing}/deeper", "ENOENT"),
+    WbRow("uninit", "backing_dev", b"/dev/null", "ENOTBLK"),
+    WbRow("uninit", "backing_dev", b"{small}", "EINVAL", kernel="ENOTBLK"),  # less than one block
+    WbRow("backed", "backing_dev", b"{missing}", "ENOENT"),  # the one set before stays
+    WbRow("backed", "backing_dev", b"/dev/null", "ENOTBLK"),
+    WbRow("backed", "backing_dev", b"{backing}", WHOLE),  # set again: the same
+    WbRow("init", "backing_dev", b"{backing}", "EBUSY"),
+    WbRow("init", "backing_dev", b"{missing}", "EBUSY"),  # EBUSY comes before the path is looked at
+    WbRow("backed-init", "backing_dev", b"/dev/null", "EBUSY"),
+    WbRow("backed-init", "reset", b"1", 1, (("initstate", "0\n"), ("backing_dev", "none\n"))),
+    # idle: "all" (sysfs_streq), else an age in seconds (kstrtouint, base 0), on an initialised device
+    WbRow("uninit", "idle", b"", 0, needs=""),
+    *(WbRow("uninit", "idle", data, "EINVAL", needs="") for data in (b"all", b"all\n", b"bogus", b"10")),
+    WbRow("init", "idle", b"", 0, needs=""),
+    WbRow("init", "idle", b"all", 3, needs=""),
+    WbRow("init", "idle", b"all\n", 4, needs=""),
+    *(
+        WbRow("init", "idle", data, "EINVAL", needs="")
+        for data in (b"all\n\n", b" all", b"all ", b"ALL", b"al", b"bogus", b"-1", b"10 ", b"4294967296")
+    ),
+    *(
+        WbRow("init", "idle", data, WHOLE, needs="actime")
+        for data in (b"10", b"10\n", b"0x10", b"010", b"+5", b"0", b"4294967295")
+    ),
+    # writeback: EINVAL uninitialised, then ENODEV without a backing store, then the parse
+    WbRow("uninit", "writeback", b"", 0),
+    WbRow("uninit", "writeback", b"idle", "EINVAL"),
+    WbRow("backed", "writeback", b"idle", "EINVAL"),
+    WbRow("init", "writeback", b"", 0),
+    *(WbRow("init", "writeback", data, "ENODEV") for data in (b"idle", b"bogus", b"page_index=999")),
+    *(WbRow("backed-init", "writeback", data, WHOLE) for data in _WB_GOOD),
+    *(WbRow("backed-init", "writeback", data, error) for data, error in _WB_BAD),
+    # writeback_limit: kstrtoull, base 10, every failure EINVAL (overflow too); no init check
+    *_limit_rows(
+        "writeback_limit",
+        [
+            (b"100", "100\n"),
+            (b"0", "0\n"),
+            (b"7\n", "7\n"),
+            (b"+7", "7\n"),
+            (b"18446744073709551615", "18446744073709551615\n"),
+        ],
+        [b"18446744073709551616", b"-1", b"abc", b" 1", b"1 ", b"0x10", b"1k", b"\n", b"1\n\n"],
+    ),
+    # writeback_limit_enable: kstrtoull into a bool: any non-zero number enables
+    *_limit_rows(
+        "writeback_limit_enable",
+        [
+            (b"1", "1\n"),
+            (b"1\n", "1\n"),
+            (b"2", "1\n"),
+            (b"256", "1\n"),
+            (b"18446744073709551615", "1\n"),
+            (b"00", "0\n"),
+        ],
+        [b"yes", b"18446744073709551616", b"true", b"-1", b" 1", b"1 ", b"0x1", b"on"],
+    ),
+    # writeback_batch_size: kstrtouint, base 10, and 0 is EINVAL (6.19)
+    *_limit_rows(
+        "writeback_batch_size",
+        [(b"16", "16\n"), (b"1", "1\n"), (b"64\n", "64\n"), (b"+8", "8\n"), (b"4294967295", "4294967295\n")],
+        [b"0", b"00", b"0\n", b"4294967296", b"-1", b"abc", b"0x10", b" 8", b"8 "],
+    ),
+]
+
+
+class WbTarget(Protocol):
+    paths: dict[bytes, bytes]
+
+    def prepare(self, start: str) -> None: ...
+    def write(self, attr: str, data: bytes) -> int | str: ...
+    def state(self) -> dict[str, str]: ...
+
+
+def _expand(paths: dict[bytes, bytes], data: bytes) -> bytes:
+    for name, path in paths.items():
+        data = data.replace(name, path)
+    return data
+
+
+@dataclass(frozen=True)
+class WbFiles:
+    """The files the rows name: a sparse 64-block backing file, one of 4095 bytes, a missing path."""
+
+    backing: Path
+    small: Path
+    missing: Path
+
+    def paths(self, backing: str | None = None) -> dict[bytes, bytes]:
+        return {b"{backing}": os.fsencode(backing or self.backing), b"{file}": os.fsencode(self.backing),
+                b"{small}": os.fsencode(self.small), b"{missing}": os.fsencode(self.missing)}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def wb_files(tmp_path_factory: pytest.TempPathFactory) -> WbFiles:
+    directory = tmp_path_factory.mktemp("wbfiles")
+    backing = directory / "backing.img"
+    with open(backing, "wb") as f:
+        f.truncate(64 * 4096)
+    small = directory / "small.img"
+    small.write_bytes(b"s" * 4095)
+    return WbFiles(backing, small, directory / "missing")
+
+
+class WbDirectTarget:
+    """The attribute layer, no mount."""
+
+    def __init__(self, files: WbFiles) -> None:
+        self.device = ZramDevice()
+        self.files = files
+        self.paths = files.paths()
+
+    def prepare(self, start: str) -> None:
+        self.device.reset()
+        for name, value in WB_DEFAULTS.items():
+            attrs.BY_NAME[name].write(self.device, value)
+        if start.startswith("backed"):
+            self.device.set_backing_dev(str(self.files.backing))
+        if start in ("init", "backed-init"):
+            self.device.set_comp_algorithm("lzo")
+            self.device.set_disksize(MiB)
+
+    def write(self, attr: str, data: bytes) -> int | str:
+        try:
+            return attrs.BY_NAME[attr].write(self.device, _expand(self.paths, data))
+        except ZramError as exc:
+            return errno.errorcode[exc.errno]
+
+    def state(self) -> dict[str, str]:
+        shown = {}
+        for name in WB_SHOWN:
+            show = attrs.BY_NAME[name].show
+            assert show is not None
+            shown[name] = show(self.device)
+        return shown
+
+
+class WbFileTarget:
+    """A directory of attribute files: a zramd mount's device directory or /sys/block/zram0
+    (there, only the files the kernel has are shown and written)."""
+
+    def __init__(self, sysdir: Path, paths: dict[bytes, bytes]) -> None:
+        self.sysdir = sysdir
+        self.paths = paths
+
+    def prepare(self, start: str) -> None:
+        (self.sysdir / "reset").write_text("1")
+        for name, value in WB_DEFAULTS.items():
+            if (self.sysdir / name).exists():
+                (self.sysdir / name).write_bytes(value)
+        if start.startswith("backed"):
+            (self.sysdir / "backing_dev").write_bytes(self.paths[b"{backing}"])
+        if start in ("init", "backed-init"):
+            (self.sysdir / "comp_algorithm").write_text("lzo")
+            (self.sysdir / "disksize").write_text("1M")
+
+    def write(self, attr: str, data: bytes) -> int | str:
+        fd = os.open(self.sysdir / attr, os.O_WRONLY)
+        try:
+            return os.write(fd, _expand(self.paths, data))
+        except OSError as exc:
+            return errno.errorcode[exc.errno or 0]
+        finally:
+            os.close(fd)
+
+    def state(self) -> dict[str, str]:
+        return {name: (self.sysdir / name).read_text() for name in WB_SHOWN if (self.sysdir / name).exists()}
+
+
+def check_wb_row(target: WbTarget, row: WbRow, on_kernel: bool = False) -> None:
+    target.prepare(row.start)
+    before = target.state()
+    data = _expand(target.paths, row.data)
+    result = target.write(row.attr, row.data)
+    after = target.state()
+    expected = row.kernel if on_kernel and row.kernel else row.result
+    if expected == WHOLE:
+        expected = min(len(data), 4096)
+    assert result == expected, f"{row.attr} <- {data[:60]!r}: got {result}, expected {expected}"
+    wanted = dict(before)
+    if not isinstance(expected, str):  # a refused write changes nothing
+        for name, shown in row.after:
+            if name in wanted:
+                wanted[name] = _expand(target.paths, shown.encode()).decode()
+    assert after == wanted, f"state after {row}"
+
+
+def _wb_row_id(row: WbRow) -> str:
+    return f"{row.start}-{row.attr}-{row.data[:30]!r}"
+
+
+@pytest.mark.parametrize("row", WB_ROWS, ids=_wb_row_id)
+def test_writeback_attributes_on_the_attribute_layer(row: WbRow, wb_files: WbFiles) -> None:
+    target = WbDirectTarget(wb_files)
+    try:
+        check_wb_row(target, row)
+    finally:
+        target.device.reset()
+
+
+def test_writeback_table_through_a_mount(mounted_sys: Path, wb_files: WbFiles) -> None:
+    target = WbFileTarget(mounted_sys, wb_files.paths())
+    try:
+        for row in WB_ROWS:
+            check_wb_row(target, row)
+    finally:
+        target.prepare("uninit")
+
+
+def _kernel_config(option: str) -> bool | None:
+    """Whether the running kernel was built with `option` (from /proc/config.gz), None if unknown."""
+    try:
+        with gzip.open("/proc/config.gz", "rt") as config:
+            return any(line.strip() in (f"{option}=y", f"{option}=m") for line in config)
+    except OSError:
+        return None
+
+
+def _kernel_lacks(needs: str) -> str | None:
+    """Why the kernel's zram0 cannot check rows that need `needs`, or None when it can."""
+    if needs == "writeback" and not (Path("/sys/block/zram0") / "backing_dev").exists():
+        return "the kernel's zram is built without CONFIG_ZRAM_WRITEBACK (no /sys/block/zram0/backing_dev)"
+    if needs == "actime":
+        built = _kernel_config("CONFIG_ZRAM_TRACK_ENTRY_ACTIME")
+        if built is None:
+            return "cannot tell whether the kernel has CONFIG_ZRAM_TRACK_ENTRY_ACTIME (no /proc/config.gz)"
+        if not built:
+            return "the kernel's zram is built without CONFIG_ZRAM_TRACK_ENTRY_ACTIME (idle takes no ages)"
+    return None
+
+
+@contextmanager
+def _loop_device(backing: Path) -> Iterator[str]:
+    """A loop device over `backing`: the kernel takes only block devices as backing_dev."""
+    loop = subprocess.run(["losetup", "--find", "--show", str(backing)], capture_output=True, text=True,
+                          check=True).stdout.strip()  # fmt: skip
+    try:
+        yield loop
+    finally:
+        subprocess.run(["losetup", "--detach", loop], check=False)
+
+
+@pytest.mark.parametrize("needs", ["", "actime", "writeback"])
+def test_writeback_table_on_the_kernels_zram(kernel_sys: Path, wb_files: WbFiles, needs: str) -> None:
+    reason = _kernel_lacks(needs)
+    if reason:
+        pytest.skip(reason)
+    rows = [row for row in WB_ROWS if row.needs == needs]
+    with contextlib.ExitStack() as stack:
+        backing = stack.enter_context(_loop_device(wb_files.backing)) if needs == "writeback" else None
+        target = WbFileTarget(kernel_sys, wb_files.paths(backing))
+        try:
+            for row in rows:
+                check_wb_row(target, row, on_kernel=True)
+        finally:
+            target.prepare("uninit")
+
+
+WB_MODES = {"backing_dev": 0o644, "idle": 0o200, "writeback": 0o200, "writeback_limit": 0o644,
+            "writeback_limit_enable": 0o644, "writeback_batch_size": 0o644, "bd_stat": 0o444,
+            "block_state": 0o444}  # fmt: skip
+
+
+def test_writeback_attribute_modes(mounted_sys: Path) -> None:
+    for name, mode in WB_MODES.items():
+        attribute = attrs.BLOCK_STATE if name == "block_state" else attrs.BY_NAME[name]
+        assert attribute.mode == mode, name
+        assert (attribute.readable, attribute.writable) == (bool(mode & 0o444), bool(mode & 0o200)), name
+        st = os.stat(mounted_sys / name)
+        assert (st.st_mode & 0o777, st.st_size, st.st_uid) == (mode, 4096, 0), name
+    if kernel_zram_unavailable() is None:  # block_state is the kernel's debugfs file (0400): not here
+        kernel = Path("/sys/block/zram0")
+        for name, mode in WB_MODES.items():
+            if name != "block_state" and (kernel / name).exists():
+                assert os.stat(kernel / name).st_mode & 0o777 == mode, name
+
+
+@pytest.mark.parametrize("attr", ["idle", "writeback"])
+def test_new_write_only_attributes_refuse_reading(mounted_sys: Path, attr: str) -> None:
+    with pytest.raises(PermissionError):
+        (mounted_sys / attr).read_bytes()
+
+
+@pytest.mark.parametrize("attr", ["bd_stat", "block_state"])
+def test_new_read_only_attributes_refuse_opening_for_write(mounted_sys: Path, attr: str) -> None:
+    for flags in (os.O_WRONLY, os.O_RDWR):
+        with pytest.raises(PermissionError):
+            os.open(mounted_sys / attr, flags)
+
+
+def test_writeback_through_a_mount(mounted_sys: Path, wb_files: WbFiles) -> None:
+    """The whole path once through FUSE: backing_dev, pages written to the disk file, idle,
+    writeback, the counters and block_state, and the pages read back with O_DIRECT (so from the
+    device, through the backing store)."""
+    sysdir = mounted_sys
+    (sysdir / "reset").write_text("1")
+    with pytest.raises(OSError) as uninitialised:
+        (sysdir / "block_state").read_bytes()
+    assert uninitialised.value.errno == errno.EINVAL
+    (sysdir / "backing_dev").write_text(f"{wb_files.backing}\n")
+    (sysdir / "comp_algorithm").write_text("lzo")
+    (sysdir / "disksize").write_text("1M")
+    pages = [os.urandom(4096) for _ in range(4)] + [b"zram idle writeback %d " % k * 180 for k in range(4)]
+    pages = [p[:4096].ljust(4096, b".") for p in pages] + [bytes(4096), b"\x5a" * 4096]
+    data = b"".join(pages)
+    fd = os.open(sysdir / "disk", os.O_RDWR | os.O_DIRECT)
+    try:
+        buf = mmap.mmap(-1, len(data))  # page-aligned memory for O_DIRECT
+        buf[:] = data
+        assert os.pwritev(fd, [buf], 0) == len(data)
+        before = [int(v) for v in (sysdir / "mm_stat").read_text().split()]
+        (sysdir / "idle").write_text("all")
+        lines = (sysdir / "block_state").read_text().splitlines()
+        huge, text = [(k, "..hi..") for k in range(4)], [(k, "...i..") for k in range(4, 8)]
+        assert [(int(line[:12]), line[33:39]) for line in lines] == [
+            *huge,
+            *text,
+            (8, "s....."),
+            (9, "s....."),
+        ]
+        (sysdir / "writeback").write_text("idle\n")
+        assert (sysdir / "bd_stat").read_text() == f"{8:8d} {0:8d} {8:8d}\n"
+        after = [int(v) for v in (sysdir / "mm_stat").read_text().split()]
+        assert after[0] == before[0] == 10 * 4096  # orig_data_size
+        assert (after[1], after[2], after[5], after[7]) == (0, 0, 2, 0)  # compr, used, same, huge
+        lines = (sysdir / "block_state").read_text().splitlines()
+        assert [line[33:39] for line in lines] == [".w...."] * 8 + ["s....."] * 2
+        back = mmap.mmap(-1, len(data))
+        assert os.preadv(fd, [back], 0) == len(data)
+        assert bytes(back) == data
+        assert (sysdir / "bd_stat").read_text() == f"{8:8d} {8:8d} {8:8d}\n"
+        assert (sysdir / "consistency").read_text().startswith("ok")
+    finally:
+        os.close(fd)
+    (sysdir / "reset").write_text("1")
+    assert (sysdir / "backing_dev").read_text() == "none\n"

@@ -175,7 +175,8 @@ def test_backing_paths_into_the_daemon_are_refused(tmp_path: Path) -> None:
                     assert other.attr("backing_dev") == "none\n", what
                 fine = sparse_file(tmp_path / "fine.img", 16 * MiB)
                 assert write_attr(other.sys / "backing_dev", str(fine)) == len(str(fine))
-                assert write_attr(other.sys / "backing_dev", str(tmp_path)) == "ENOTBLK"
+                assert write_attr(other.sys / "backing_dev", "/dev/null") == "ENOTBLK"
+                assert write_attr(other.sys / "backing_dev", str(tmp_path)) == "EISDIR"
                 assert write_attr(other.sys / "backing_dev", str(tmp_path / "missing")) == "ENOENT"
                 assert other.attr("backing_dev") == f"{fine}\n"  # refusals keep the one set
 

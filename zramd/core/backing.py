@@ -21,6 +21,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import errno
+import fcntl
 import os
 import stat
 
@@ -77,21 +78,14 @@ class BackingStore:
 
     @classmethod
     def open(cls, path: str) -> BackingStore:
-        """Open `path` for direct I/O, as ``backing_dev_store`` does: the open's own errors are
-        passed through, anything but a block device or a regular file is ENOTBLK, and an empty
-        one (less than one block) is EINVAL. A block device is opened exclusively (O_EXCL), so
-        one that is mounted or in use elsewhere gives EBUSY, as in the kernel."""
+        """Open `path` as ``backing_dev_store`` does, in its order: the open (read-write,
+        O_EXCL, so a block device that is mounted or in use gives EBUSY) and its errors passed
+        through (EISDIR for a directory, ENOENT, ...); then ENOTBLK for anything but a block
+        device or a regular file; EINVAL for one smaller than a block; then direct I/O is
+        switched on (EINVAL where the filesystem cannot do it). `path` becomes the opened
+        file's own path, as ``file_path`` shows it (symbolic links and ``..`` resolved)."""
         try:
-            st = os.stat(path)
-        except OSError as exc:
-            raise BackingError(exc.errno or errno.EIO, f"backing_dev {path}: {exc.strerror}") from None
-        if not (stat.S_ISBLK(st.st_mode) or stat.S_ISREG(st.st_mode)):
-            raise NotBlockDevice(f"backing_dev {path}: neither a block device nor a regular file")
-        flags = os.O_RDWR | os.O_DIRECT | os.O_CLOEXEC
-        if stat.S_ISBLK(st.st_mode):
-            flags |= os.O_EXCL
-        try:
-            fd = os.open(path, flags)
+            fd = os.open(path, os.O_RDWR | os.O_EXCL | os.O_CLOEXEC)
         except OSError as exc:
             raise BackingError(exc.errno or errno.EIO, f"backing_dev {path}: {exc.strerror}") from None
         try:
@@ -105,10 +99,16 @@ class BackingStore:
             nr_blocks = size >> PAGE_SHIFT
             if nr_blocks == 0:
                 raise InvalidArgument(f"backing_dev {path}: smaller than one {PAGE_SIZE}-byte block")
+            try:
+                fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) | os.O_DIRECT)
+            except OSError as exc:
+                raise InvalidArgument(f"backing_dev {path}: no direct I/O there ({exc.strerror})") from None
+            # The magic link names the open file without a lookup (never through a FUSE mount).
+            real = os.readlink(f"/proc/self/fd/{fd}")
         except BaseException:
             os.close(fd)
             raise
-        return cls(path, fd, nr_blocks, stat.S_ISREG(opened.st_mode))
+        return cls(real, fd, nr_blocks, stat.S_ISREG(opened.st_mode))
 
     def close(self) -> None:
         if self.fd >= 0:

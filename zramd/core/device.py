@@ -191,8 +191,11 @@ class ZramDevice:
         self._fills = array("Q", bytes(8 * BATCH_PAGES))
         self._bounce = mmap.mmap(-1, PAGE_SIZE)  # page-aligned, for direct reads of the backing store
         self._bounce_view = memoryview(self._bounce)
-        # Writeback's batch: page-aligned for direct writes; untouched (free) until it is used.
-        self._wb_buffer = memoryview(mmap.mmap(-1, BATCH_PAGES * PAGE_SIZE))
+        # Writeback's batch, page-aligned for direct writes: only with a backing store, and
+        # touched now, so that a writeback under memory pressure needs no new memory for it.
+        if self._backing is not None:
+            self._wb_buffer = memoryview(mmap.mmap(-1, BATCH_PAGES * PAGE_SIZE))
+            self._wb_buffer[:] = bytes(BATCH_PAGES * PAGE_SIZE)
         self._wb_slots = array("q", bytes(8 * BATCH_PAGES))
         self._wb_blocks = array("q", bytes(8 * BATCH_PAGES))
 
@@ -506,32 +509,37 @@ class ZramDevice:
 
     def _write_staged(self, staged: int) -> list[tuple[int, ZramError]]:
         """Without the lock: write the staged pages to their blocks, a run of consecutive blocks
-        in one call. Returns the pages that failed, with their error."""
+        in one call. Each page fails alone, as each is its own bio in the kernel: a run that
+        fails part way goes on after the page that failed. Returns the failed pages, with their
+        error."""
         backing = self._backing
         assert backing is not None
         blocks = self._wb_blocks
         view = self._wb_buffer
         failures: list[tuple[int, ZramError]] = []
-        error: ZramError | None = None
+        hooked: set[int] = set()
+        if self.fault_hook is not None:
+            for j in range(staged):
+                try:
+                    self.fault_hook("backing_write", self._wb_slots[j])
+                except OSError as exc:
+                    failures.append((j, IOFailure(str(exc))))
+                    hooked.add(j)
         k = 0
         while k < staged:
+            if k in hooked:
+                k += 1
+                continue
             end = k + 1
-            while end < staged and blocks[end] == blocks[end - 1] + 1:
+            while end < staged and blocks[end] == blocks[end - 1] + 1 and end not in hooked:
                 end += 1
             try:
-                if self.fault_hook is not None:
-                    for j in range(k, end):
-                        self.fault_hook("backing_write", self._wb_slots[j])
                 backing.write_run(blocks[k], view[k * PAGE_SIZE :], end - k)
             except BackingError as exc:
-                first_failed, error = k + exc.pages_done, exc
-            except OSError as exc:  # from the fault hook
-                first_failed, error = k, IOFailure(str(exc))
-            else:
-                first_failed = end
-            for j in range(first_failed, end):
-                assert error is not None
-                failures.append((j, error))
+                failed = k + exc.pages_done
+                failures.append((failed, exc))
+                k = failed + 1
+                continue
             k = end
         return failures
 
