@@ -187,3 +187,35 @@ def test_bad_writeback_options_are_one_line_errors(tmp_path: Path) -> None:
         assert result.returncode == 2, result
         assert len(result.stderr.strip().splitlines()) <= 2 and "Traceback" not in result.stderr
         assert option in result.stderr
+
+
+def test_config_file_sets_backing_dev_and_policy(tmp_path: Path) -> None:
+    """zram-generator's ``writeback-device`` and zramd's ``writeback-policy`` through `zramd up`:
+    the device gets both before its disksize, and the policy writes pages of a scratch
+    filesystem back; `zramd down` takes it all down and releases the backing file."""
+    from tests.mount_util import check_daemon_log, force_cleanup, fuse_unavailable
+
+    reason = fuse_unavailable()
+    if reason:
+        pytest.skip(reason)
+    root, scratch = tmp_path / "root", tmp_path / "scratch"
+    backing = sparse_file(tmp_path / "back.img", 64 * MiB)
+    config = tmp_path / "zramd.conf"
+    config.write_text(
+        f"[zram0]\nzram-size = 32\nfs-type = ext4\nmount-point = {scratch}\n"
+        f"writeback-device = {backing}\nwriteback-policy = interval=1 idle_age=1 release=1\n"
+    )
+    try:
+        zramd("up", "--config", str(config), "--root", str(root))
+        mount = Mount(root)
+        assert mount.attr("backing_dev") == f"{backing}\n"
+        assert mount.attr("writeback_policy").startswith("interval=1 idle_age=1 ")
+        (scratch / "data").write_bytes(pages_of(5, 1024))
+        subprocess.run(["sync"], check=True)
+        wait_until(lambda: int(mount.attr("bd_stat").split()[0]) > 256, 20, "the configured policy")
+        assert (scratch / "data").read_bytes() == pages_of(5, 1024)
+        zramd("down", "--config", str(config), "--root", str(root))
+        assert os.stat(backing).st_blocks == 0  # the reset punched everything out
+    finally:
+        force_cleanup(root)
+    check_daemon_log(root)
