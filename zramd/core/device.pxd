@@ -9,6 +9,7 @@ from zramd.core.pool cimport ZsPool
 
 cdef Py_ssize_t SIZE_BITS, SIZE_MASK, SAME, HUGE, WB, IDLE, INCOMPRESSIBLE, PP_SLOT, ACCESS_CLEARS
 cdef Py_ssize_t HUGE_WRITEBACK, IDLE_WRITEBACK, INCOMPRESSIBLE_WRITEBACK, PP_BUCKET_SIZE, WRITEBACK_BATCH_SIZE, NO_BLOCK
+cdef long long CLOCK_REUSE_NS
 cdef Py_ssize_t BATCH_PAGES, SPLIT_MIN_NS, COMPRESSING, DECOMPRESSING, READS, WRITES, DISCARDS, FLUSHES
 cdef Py_ssize_t PAGE_SIZE, PAGE_SHIFT, SECTOR_SHIFT, COMPRESS_STRIDE, FAILED, FILLED, MIN_JOBS_PER_STREAM
 
@@ -29,6 +30,8 @@ cdef class ZramDevice:
     cdef public object fault_hook
     cdef object _clock
     cdef unsigned int _now
+    cdef bint _fast_clock
+    cdef long long _clock_until
     cdef public object backing_guard
     cdef object _backing
     cdef bint _writeback_active
@@ -100,6 +103,8 @@ cdef class ZramDevice:
     cpdef _load_pages(self, Py_ssize_t index, Py_ssize_t count, unsigned char[::1] dst, Py_ssize_t base)
 
     cpdef _account(self, Py_ssize_t stat, Py_ssize_t nbytes, long long started)
+
+    cpdef _tick(self, long long started)
 
     @cython.locals(pos=Py_ssize_t, index=Py_ssize_t, in_page=Py_ssize_t, count=Py_ssize_t, chunk=Py_ssize_t)
     cpdef _write_range(self, Py_ssize_t offset, const unsigned char[::1] data, Py_ssize_t length)
