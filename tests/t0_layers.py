@@ -83,7 +83,7 @@ LAYERS: dict[str, int] = {
     "benchmarks.fio_matrix": 43,
     "benchmarks": 41,
 }
-THIRD_PARTY_CORE = {"lzo", "lz4"}
+THIRD_PARTY_CORE = {"lzo", "lz4", "zstandard"}
 ASYNC = {"trio", "pyfuse3"}
 
 

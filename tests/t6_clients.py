@@ -17,6 +17,7 @@ import pytest
 from tests.fragmentation import STEPS, format_rows, run_recipe
 from tests.kernel_zram import kernel_zram
 from tests.mount_util import Mount, block_device, mounted, zramd_mount
+from zramd.core import compress
 
 MiB = 1 << 20
 
@@ -262,3 +263,21 @@ def test_fragmentation_and_compaction_side_by_side_with_the_kernel(tmp_path: Pat
     assert ours["compact"][2] < 0.6 * ours["freed 1/2"][2]  # ...until compaction
     assert abs(ours["compact"][6] - kernel["compact"][6]) / kernel["compact"][6] < 0.02  # pages_compacted
     assert ours["used_max=0"][4] == ours["used_max=0"][2]
+
+
+@pytest.mark.parametrize("algorithm", compress.algorithm_names())
+def test_fio_verify_with_every_algorithm(tmp_path: Path, algorithm: str) -> None:
+    """Each algorithm of comp_algorithm stores and restores real data through a mount: fio's
+    verify over half-compressible and incompressible pages, and the pool recounts clean."""
+    with zramd_mount(tmp_path / "m", "--size", "32M", "--algorithm", algorithm) as mount:
+        assert f"[{algorithm}]" in mount.attr("comp_algorithm")
+        for percentage in ("50", "0"):
+            fio(
+                f"--filename={mount.disk}", "--size=32M", "--rw=randwrite", "--bs=64k", "--direct=1",
+                "--verify=crc32c", "--do_verify=1", "--verify_fatal=1",
+                f"--buffer_compress_percentage={percentage}", "--refill_buffers",
+            )  # fmt: skip
+        orig, compr, *_ = mount.mm_stat()
+        assert orig == 32 * MiB and 0 < compr <= orig
+        assert mount.attr("consistency").startswith("ok")
+        assert mount.io_stat()[:2] == [0, 0]

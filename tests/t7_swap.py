@@ -139,7 +139,10 @@ def test_up_and_down_bring_a_whole_config_file_up_and_take_it_down(tmp_path: Pat
         up = zramd("up", "--config", str(config), "--root", str(root))
         assert "serving" in up.stdout and "zram2: ext4 on /dev/loop" in up.stdout, up.stdout
         zram0, zram2 = Mount(root), Mount(root, 2)
-        assert zram0.attr("comp_algorithm") == "lzo [lz4] \n" and zram0.attr("disksize") == f"{64 * MiB}\n"
+        assert (
+            zram0.attr("comp_algorithm") == "lzo [lz4] lz4hc zstd deflate \n"
+            and zram0.attr("disksize") == f"{64 * MiB}\n"
+        )
         assert Mount(root, 1).attr("initstate") == "0\n"  # hot_add reached zram2 through zram1
         swaps = [line.split() for line in Path("/proc/swaps").read_text().splitlines()[1:]]
         assert [zram0.block, "7"] in [[row[0], row[-1]] for row in swaps]

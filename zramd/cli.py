@@ -279,7 +279,7 @@ def _add_device_options(parser: argparse.ArgumentParser) -> None:
         "--algorithm",
         type=_algorithm,
         default=compress.DEFAULT_ALGORITHM,
-        help="zram0's algorithm: lzo or lz4",
+        help="zram0's algorithm: one of comp_algorithm's (lzo, lz4, lz4hc, zstd, deflate)",
     )
     parser.add_argument(
         "--mem-limit", type=_size, default=0, metavar="SIZE", help="zram0's pool memory limit (0: none)"
@@ -329,7 +329,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     est = sub.add_parser("estimate", help="how much RAM zram would need for an image, without a device")
     est.add_argument("image", nargs="?", metavar="IMAGE", help="a file or block device to read page by page")
-    est.add_argument("--algorithm", type=_algorithm, default=compress.DEFAULT_ALGORITHM, help="lzo or lz4")
+    est.add_argument(
+        "--algorithm",
+        type=_algorithm,
+        default=compress.DEFAULT_ALGORITHM,
+        help="lzo, lz4, lz4hc, zstd or deflate",
+    )
     est.add_argument(
         "--sizes",
         metavar="FILE",

@@ -14,8 +14,9 @@ through the small recursive-descent parser below); read drop-in directories (one
 Where zramd differs from zram-generator, on purpose:
     * Unknown keys, keys outside a section, other sections and bad lines are errors (zram-generator
       warns and ignores them): a typo must not silently leave a device at its defaults.
-    * ``compression-algorithm``: the first algorithm must be one zramd implements (lzo, lz4);
-      zram-generator writes whatever is given and only warns when the kernel refuses it.
+    * ``compression-algorithm``: the first algorithm must be one zramd implements (lzo, lz4,
+      lz4hc, zstd, deflate); zram-generator writes whatever is given and only warns when the
+      kernel refuses it.
       Recompression algorithms, their parameters and the primary's parameters (``lz4(level=9)``)
       are logged and ignored, as zram-generator does on a kernel without recompression.
     * ``writeback-device`` (absolute, no ``..``) becomes the device's ``backing_dev``, as in
@@ -508,7 +509,8 @@ class DeviceSection:
     Attributes:
         name: ``zram0``.  zram_size: bytes (``zram-size`` MiB x 2^20, truncated to an integer as
         zram-generator does; the device rounds up to a page).  resident_limit: bytes, 0 = none
-        (``zram-resident-limit``, the device's mem_limit).  compression_algorithm: lzo or lz4.
+        (``zram-resident-limit``, the device's mem_limit).  compression_algorithm: one of
+        comp_algorithm's names.
         swap_priority: -1..32767.  fs_type: ``swap``, or e.g. ``ext4``; ``ext2`` when only a
         mount point is given.  mount_point: normalised absolute path or None.  options: the
         swapon or mount options ("" = none).  line: the line of the section's first header.

@@ -7,6 +7,8 @@ cdef class PageCodec:
     cdef int _kind
     cdef unsigned char* _work
     cdef Py_ssize_t _work_size
+    cdef object _py_compress
+    cdef object _py_decompress
 
     cpdef compress_jobs(self, Py_ssize_t stream, const unsigned char[::1] src, unsigned char[::1] dst,
                         const long long[::1] src_off, const long long[::1] dst_off,
@@ -16,6 +18,14 @@ cdef class PageCodec:
                           const long long[::1] src_off, const long long[::1] dst_off,
                           long long[::1] result, const unsigned long long[::1] fills, Py_ssize_t first,
                           Py_ssize_t last)
+    cdef int _python_compress(self, const unsigned char[::1] src, unsigned char[::1] dst,
+                              const long long[::1] src_off, const long long[::1] dst_off,
+                              long long[::1] result, unsigned long long[::1] fills, Py_ssize_t first,
+                              Py_ssize_t last) except -1
+    cdef int _python_decompress(self, const unsigned char[::1] src, unsigned char[::1] dst,
+                                const long long[::1] src_off, const long long[::1] dst_off,
+                                long long[::1] result, const unsigned long long[::1] fills,
+                                Py_ssize_t first, Py_ssize_t last) except -1
     cdef int _bounds(self, Py_ssize_t stream, const long long[::1] src_off, const long long[::1] dst_off,
                      long long[::1] result, const unsigned long long[::1] fills, Py_ssize_t first,
                      Py_ssize_t last) except -1

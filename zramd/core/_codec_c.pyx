@@ -1,6 +1,7 @@
 # cython: language_level=3, boundscheck=True, wraparound=False
-"""The native page codecs: liblzo2's lzo1x-1 and liblz4's default mode called directly, with the
-GIL released over a whole batch of pages (the compiled device's compression streams).
+"""The native page codecs: liblzo2's lzo1x-1, liblz4's default mode and liblz4hc called directly,
+with the GIL released over a whole batch of pages (the compiled device's compression streams);
+any other algorithm through its Python backend, page by page with the GIL held.
 
 Owns: the same batch interface and results as `zramd.core.codec.PageCodec` (its Python twin and
 spec; read its docstring for the job arrays), and one work memory per stream, allocated once
@@ -12,10 +13,11 @@ Must not: differ by one byte from python-lzo (``lzo.compress(page, 1, False)``) 
 -- or be used by the Python source, which keeps using those packages.
 """
 
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from libc.stdlib cimport calloc, free
 from libc.string cimport memcpy, memset
 
-from zramd.core.compress import lookup
+from zramd.core.compress import LZ4HC_DEFAULT_CLEVEL, DecompressError, lookup
 
 cdef extern from "lzo/lzo1x.h" nogil:
     ctypedef unsigned long lzo_uint
@@ -35,6 +37,11 @@ cdef extern from "lz4.h" nogil:
                                    int dst_capacity, int acceleration)
     int LZ4_decompress_safe(const char* src, char* dst, int compressed_size, int dst_capacity)
 
+cdef extern from "lz4hc.h" nogil:
+    int LZ4_sizeofStateHC()
+    int LZ4_compress_HC_extStateHC(void* state, const char* src, char* dst, int src_size,
+                                   int dst_capacity, int level)
+
 cdef enum:
     PAGE = 4096
 # Must equal zramd.core.codec.COMPRESS_STRIDE (tests/t3_codec.py checks it).
@@ -42,6 +49,9 @@ COMPRESS_STRIDE = 4480
 cdef Py_ssize_t STRIDE = 4480
 cdef int KIND_LZO = 1
 cdef int KIND_LZ4 = 2
+cdef int KIND_LZ4HC = 3
+cdef int KIND_PYTHON = 4  # through the Python backend, with the GIL
+cdef int LZ4HC_LEVEL = LZ4HC_DEFAULT_CLEVEL
 # Must equal zramd.core.codec's.
 FAILED = -1
 FILLED = -2
@@ -114,6 +124,10 @@ cdef void _compress_range(_Jobs* j, Py_ssize_t first, Py_ssize_t last) noexcept 
                 j.result[k] = out_len
             else:
                 j.result[k] = C_FAILED
+        elif j.kind == KIND_LZ4HC:
+            n = LZ4_compress_HC_extStateHC(j.work, <const char*>(j.src + j.src_off[k]),
+                                           <char*>(j.dst + j.dst_off[k]), PAGE, STRIDE, LZ4HC_LEVEL)
+            j.result[k] = n if n > 0 else C_FAILED
         else:
             n = LZ4_compress_fast_continue(LZ4_initStream(j.work, j.work_size),
                                            <const char*>(j.src + j.src_off[k]),
@@ -163,8 +177,14 @@ cdef class PageCodec:
             # pages; do exactly that, so the bytes are the same.
             self._kind = KIND_LZ4
             self._work_size = (sizeof(LZ4_stream_t) + 63) // 64 * 64
+        elif self.name == "lz4hc":
+            self._kind = KIND_LZ4HC  # python-lz4's LZ4_compress_HC is this on a state of its own
+            self._work_size = (LZ4_sizeofStateHC() + 63) // 64 * 64
         else:
-            raise ValueError(f"no native codec for {self.name}")
+            self._kind = KIND_PYTHON
+            self._work_size = 0
+            self._py_compress = backend.compress
+            self._py_decompress = backend.decompress
         if self._work_size:
             self._work = <unsigned char*>calloc(streams, self._work_size)
             if self._work == NULL:
@@ -182,6 +202,9 @@ cdef class PageCodec:
         _check(src_off, first, last, PAGE, src.shape[0], "source")
         _check(dst_off, first, last, STRIDE, dst.shape[0], "destination")
         if last == first:
+            return
+        if self._kind == KIND_PYTHON:
+            self._python_compress(src, dst, src_off, dst_off, result, fills, first, last)
             return
         # Every offset is inside its buffer (checked above): from here on, plain pointers.
         cdef _Jobs jobs = _Jobs(self._kind, &src[0], &dst[0], &src_off[0], &dst_off[0], &result[0],
@@ -207,6 +230,9 @@ cdef class PageCodec:
         _check(dst_off, first, last, PAGE, dst.shape[0], "destination")
         if last == first:
             return
+        if self._kind == KIND_PYTHON:
+            self._python_decompress(src, dst, src_off, dst_off, result, fills, first, last)
+            return
         cdef const unsigned char* source = NULL  # no source at all when every job is a fill
         if src.shape[0]:
             source = &src[0]
@@ -217,6 +243,52 @@ cdef class PageCodec:
                 _decompress_range(&jobs, first, last)
         else:
             _decompress_range(&jobs, first, last)
+
+    cdef int _python_compress(self, const unsigned char[::1] src, unsigned char[::1] dst,
+                              const long long[::1] src_off, const long long[::1] dst_off,
+                              long long[::1] result, unsigned long long[::1] fills, Py_ssize_t first,
+                              Py_ssize_t last) except -1:
+        """The jobs of an algorithm with no native codec: the fill test here, the rest by the
+        Python backend (offsets already checked)."""
+        cdef Py_ssize_t k, n
+        cdef bytes data
+        for k in range(first, last):
+            if _filled(&src[src_off[k]], &fills[k]):
+                result[k] = C_FILLED
+                continue
+            try:
+                data = self._py_compress(PyBytes_FromStringAndSize(<const char*>&src[src_off[k]], PAGE))
+            except Exception:
+                result[k] = C_FAILED
+                continue
+            n = PyBytes_GET_SIZE(data)
+            if n > STRIDE:
+                result[k] = C_FAILED
+                continue
+            memcpy(&dst[dst_off[k]], PyBytes_AS_STRING(data), n)
+            result[k] = n
+        return 0
+
+    cdef int _python_decompress(self, const unsigned char[::1] src, unsigned char[::1] dst,
+                                const long long[::1] src_off, const long long[::1] dst_off,
+                                long long[::1] result, const unsigned long long[::1] fills,
+                                Py_ssize_t first, Py_ssize_t last) except -1:
+        cdef Py_ssize_t k
+        cdef bytes page
+        for k in range(first, last):
+            if result[k] == C_FILLED:
+                _fill(&dst[dst_off[k]], fills[k])
+                result[k] = 0
+                continue
+            try:
+                page = self._py_decompress(
+                    PyBytes_FromStringAndSize(<const char*>&src[src_off[k]], result[k]))
+            except DecompressError:
+                result[k] = C_FAILED
+                continue
+            memcpy(&dst[dst_off[k]], PyBytes_AS_STRING(page), PAGE)
+            result[k] = 0
+        return 0
 
     cdef int _bounds(self, Py_ssize_t stream, const long long[::1] src_off, const long long[::1] dst_off,
                      long long[::1] result, const unsigned long long[::1] fills, Py_ssize_t first,

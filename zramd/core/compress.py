@@ -1,27 +1,48 @@
 """Compression backends: one 4 KiB page in, compressed bytes out, and back to exactly 4096 bytes.
 
-Owns: the ordered registry of backends (the default first, like the kernel's backend table), name
-lookup, and the `comp_algorithm` rendering (``[lzo] lz4 \\n``). Each backend is a tiny object with
-two bound functions so the device's per-page path makes exactly one call per page.
+Owns: the ordered registry of backends (the kernel's backend-table order: lzo, lz4, lz4hc,
+zstd, deflate), name lookup, and the `comp_algorithm` rendering (``[lzo] lz4 lz4hc zstd deflate
+\\n``). A backend whose library cannot be imported is simply absent, as in a kernel built
+without it. Each backend is a tiny object with two bound functions so the device's per-page path
+makes exactly one call per page.
 
 Must not: know about slots, pools or size classes, keep state between calls, or import trio or
 pyfuse3. The huge-page rule (store raw when the result is too large) belongs to the device.
 
-Backends:
-    lzo  python-lzo, ``lzo1x_1_compress`` (level 1), raw stream with no header: the same format as
-         the kernel's ``lzo`` backend (byte-identical on about 43% of pages, -0.11% in total).
-    lz4  lz4.block, default mode, no stored size: the kernel's ``lz4`` backend format.
+Backends, each with the default of the kernel's ``drivers/block/zram/backend_*.c``:
+    lzo      python-lzo, ``lzo1x_1_compress`` (level 1), raw stream with no header: the same
+             format as the kernel's ``lzo`` backend (byte-identical on about 43% of pages, -0.11%
+             in total).
+    lz4      lz4.block, default mode (acceleration 1), no stored size: the kernel's ``lz4``.
+    lz4hc    lz4.block's high-compression mode at LZ4HC_DEFAULT_CLEVEL (9), no stored size;
+             read back like lz4.
+    zstd     the `zstandard` binding, level 3 (``zstd_default_clevel``): a frame with the
+             content size and no checksum, as ``zstd_compress_cctx`` writes it with parameters
+             for a 4096-byte source. `zstandard` rather than the standard library's
+             ``compression.zstd`` (3.14+) or its backport: its compressor and decompressor
+             contexts are reusable, so a page costs no context allocation (one pair per thread).
+    deflate  the standard library's zlib: raw deflate, level 6 (Z_DEFAULT_COMPRESSION), window
+             bits 11 and memLevel 9 (MAX_MEM_LEVEL), as the kernel's ``deflate`` backend.
+    842      absent: no maintained Python library implements it.
 """
 
 from __future__ import annotations
 
+import threading
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import lz4.block
 import lzo
 
 from zramd.core.units import PAGE_SIZE
+
+try:
+    import zstandard
+except ImportError:  # zstd is then absent, like a kernel without CONFIG_ZRAM_BACKEND_ZSTD
+    zstandard = None  # type: ignore[assignment]
 
 DEFAULT_ALGORITHM = "lzo"
 
@@ -69,19 +90,87 @@ def _lz4_decompress(
     data: bytes,
     _decompress: Callable[..., bytes] = lz4.block.decompress,
     _error: type[Exception] = lz4.block.LZ4BlockError,
+    name: str = "lz4",
 ) -> bytes:
     try:
         page = _decompress(data, uncompressed_size=PAGE_SIZE)
     except _error as exc:
-        raise DecompressError(f"lz4: {exc}") from None
+        raise DecompressError(f"{name}: {exc}") from None
     if len(page) != PAGE_SIZE:
-        raise DecompressError(f"lz4: decompressed to {len(page)} bytes, expected {PAGE_SIZE}")
+        raise DecompressError(f"{name}: decompressed to {len(page)} bytes, expected {PAGE_SIZE}")
+    return page
+
+
+LZ4HC_DEFAULT_CLEVEL = 9
+
+
+def _lz4hc_compress(page: bytes, _compress: Callable[..., bytes] = lz4.block.compress) -> bytes:
+    return _compress(page, mode="high_compression", compression=LZ4HC_DEFAULT_CLEVEL, store_size=False)
+
+
+def _lz4hc_decompress(data: bytes) -> bytes:
+    return _lz4_decompress(data, name="lz4hc")  # the same block format
+
+
+ZSTD_DEFAULT_LEVEL = 3
+_zstd_contexts = threading.local()  # each thread (compression stream) its own pair
+
+
+def _zstd_context() -> Any:
+    pair = getattr(_zstd_contexts, "pair", None)
+    if pair is None:
+        assert zstandard is not None
+        pair = _zstd_contexts.pair = (
+            zstandard.ZstdCompressor(level=ZSTD_DEFAULT_LEVEL, write_checksum=False, write_content_size=True),
+            zstandard.ZstdDecompressor(),
+        )
+    return pair
+
+
+def _zstd_compress(page: bytes) -> bytes:
+    data: bytes = _zstd_context()[0].compress(page)
+    return data
+
+
+def _zstd_decompress(data: bytes) -> bytes:
+    assert zstandard is not None
+    try:
+        page: bytes = _zstd_context()[1].decompress(data, max_output_size=PAGE_SIZE, allow_extra_data=False)
+    except zstandard.ZstdError as exc:
+        raise DecompressError(f"zstd: {exc}") from None
+    if len(page) != PAGE_SIZE:
+        raise DecompressError(f"zstd: decompressed to {len(page)} bytes, expected {PAGE_SIZE}")
+    return page
+
+
+DEFLATE_DEFAULT_LEVEL = zlib.Z_DEFAULT_COMPRESSION
+DEFLATE_DEF_WINBITS = 11
+DEFLATE_DEF_MEMLEVEL = 9  # MAX_MEM_LEVEL
+
+
+def _deflate_compress(page: bytes) -> bytes:
+    level, bits, mem = DEFLATE_DEFAULT_LEVEL, DEFLATE_DEF_WINBITS, DEFLATE_DEF_MEMLEVEL
+    stream = zlib.compressobj(level, zlib.DEFLATED, -bits, mem)
+    return stream.compress(page) + stream.flush()
+
+
+def _deflate_decompress(data: bytes) -> bytes:
+    stream = zlib.decompressobj(-DEFLATE_DEF_WINBITS)
+    try:
+        page = stream.decompress(data, PAGE_SIZE)
+    except zlib.error as exc:
+        raise DecompressError(f"deflate: {exc}") from None
+    if len(page) != PAGE_SIZE or not stream.eof or stream.unconsumed_tail or stream.unused_data:
+        raise DecompressError(f"deflate: not one page's raw deflate stream ({len(page)} bytes)")
     return page
 
 
 BACKENDS: tuple[Backend, ...] = (
     Backend("lzo", _lzo_compress, _lzo_decompress),
     Backend("lz4", _lz4_compress, _lz4_decompress),
+    Backend("lz4hc", _lz4hc_compress, _lz4hc_decompress),
+    *((Backend("zstd", _zstd_compress, _zstd_decompress),) if zstandard is not None else ()),
+    Backend("deflate", _deflate_compress, _deflate_decompress),
 )
 _BY_NAME = {backend.name: backend for backend in BACKENDS}
 
