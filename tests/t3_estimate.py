@@ -12,6 +12,7 @@ import pytest
 
 from tests.kernel_zram import kernel_zram
 from zramd.admin.estimate import estimate_image, estimate_sizes
+from zramd.core import compress
 
 VECTORS = Path(__file__).resolve().parent / "data" / "complen_corpus64_lzo.txt"
 
@@ -85,3 +86,48 @@ def test_estimate_agrees_with_the_kernels_zram(corpus64: Path, algorithm: str) -
     assert abs(ours.mem_used_total - used) / used < 0.005, (ours.mem_used_total, used)
     assert abs(ours.compr_data_size - compr) / compr < 0.005, (ours.compr_data_size, compr)
     assert abs(ours.huge_pages - huge) <= max(2, huge * 0.02), (ours.huge_pages, huge)
+
+
+def _mixed_image(tmp_path: Path) -> Path:
+    text = (Path(estimate_image.__code__.co_filename).read_bytes() * 40)[: 64 * 4096]
+    noise = random.Random(12).randbytes(8 * 4096)
+    image = tmp_path / "mixed.img"
+    image.write_bytes(bytes(4 * 4096) + noise + text)
+    return image
+
+
+def test_every_algorithm_side_by_side_from_one_pass(tmp_path: Path) -> None:
+    """--algorithm all: one row per algorithm of comp_algorithm, each exactly the mm_stat a
+    device of that algorithm alone would show, with positive write and read speeds."""
+    image = _mixed_image(tmp_path)
+    result = run_cli("estimate", str(image), "--algorithm", "all", "--json")
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(result.stdout)
+    assert [row["algorithm"] for row in rows] == compress.algorithm_names()
+    for row in rows:
+        alone = estimate_image(str(image), row["algorithm"]).mm_stat
+        assert row["mm_stat"] == {k: getattr(alone, k) for k in alone.__dataclass_fields__}, row["algorithm"]
+        assert row["write_mb_per_s"] > 0 and row["read_mb_per_s"] > 0
+        assert row["ratio"] == pytest.approx(alone.orig_data_size / alone.compr_data_size)
+    by_name = {row["algorithm"]: row["mm_stat"]["compr_data_size"] for row in rows}
+    assert by_name["lz4hc"] <= by_name["lz4"]  # high compression is never worse here
+    table = run_cli("estimate", str(image), "--algorithm", "lzo,lz4")
+    assert table.returncode == 0, table.stderr
+    lines = table.stdout.splitlines()
+    assert lines[0].split()[:4] == ["ALGORITHM", "DATA", "COMPR", "TOTAL"]
+    assert [line.split()[0] for line in lines[1:]] == ["lzo", "lz4"]
+
+
+def test_estimate_plot_writes_a_png(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib", reason="--plot needs matplotlib (a dev dependency)")
+    png = tmp_path / "chart.png"
+    result = run_cli("estimate", str(_mixed_image(tmp_path)), "--algorithm", "lzo,zstd", "--plot", str(png))
+    assert result.returncode == 0, result.stderr
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert f"chart: {png}" in result.stdout
+
+
+def test_unknown_algorithm_in_a_list_is_one_clear_error(tmp_path: Path) -> None:
+    result = run_cli("estimate", str(_mixed_image(tmp_path)), "--algorithm", "lzo,842")
+    assert result.returncode == 2
+    assert "unknown algorithm '842'" in result.stderr and "Traceback" not in result.stderr

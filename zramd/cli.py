@@ -94,12 +94,16 @@ def cmd_estimate(args: argparse.Namespace) -> int:
             except (OSError, UnicodeDecodeError) as exc:
                 raise UserError(f"cannot read {args.sizes}: {exc}") from None
             result = estimate.estimate_sizes(lines, progress)
+        elif args.image and (len(args.algorithm) > 1 or args.plot):
+            rows = estimate.estimate_algorithms(args.image, args.algorithm, progress)
         elif args.image:
-            result = estimate.estimate_image(args.image, args.algorithm, progress)
+            result = estimate.estimate_image(args.image, args.algorithm[0], progress)
         else:
             raise UserError("estimate needs an IMAGE or --sizes FILE", exit_code=2)
     finally:
         progress.close()
+    if args.image and not args.sizes and (len(args.algorithm) > 1 or args.plot):
+        return _print_algorithms(args, rows)
     stat = result.mm_stat
     if args.json:
         print(json.dumps({"mm_stat": {k: getattr(stat, k) for k in stat.__dataclass_fields__}}))
@@ -108,6 +112,30 @@ def cmd_estimate(args: argparse.Namespace) -> int:
     print(estimate.describe(stat))
     if args.classes:
         print(result.classes, end="")
+    return 0
+
+
+def _print_algorithms(args: argparse.Namespace, rows: list[Any]) -> int:
+    from zramd.admin import estimate
+
+    if args.plot:
+        estimate.plot_algorithms(rows, args.plot, f"{os.path.basename(args.image)}: RAM needed per algorithm")
+    if args.json:
+        print(json.dumps([
+            {
+                "algorithm": row.algorithm,
+                "mm_stat": {k: getattr(row.mm_stat, k) for k in row.mm_stat.__dataclass_fields__},
+                "ratio": row.ratio,
+                "effective_ratio": row.effective_ratio,
+                "write_mb_per_s": row.mb_per_s(row.write_seconds),
+                "read_mb_per_s": row.mb_per_s(row.read_seconds),
+            }
+            for row in rows
+        ]))  # fmt: skip
+        return 0
+    print(estimate.format_algorithms(rows), end="")
+    if args.plot:
+        print(f"chart: {args.plot}")
     return 0
 
 
@@ -159,6 +187,16 @@ def _writeback_policy(text: str) -> str:
     except ZramError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
     return text
+
+
+def _algorithms(text: str) -> list[str]:
+    """``all`` or a comma-separated list of algorithm names, each checked."""
+    if text == "all":
+        return compress.algorithm_names()
+    names = [name.strip() for name in text.split(",")]
+    for name in names:
+        _algorithm(name)
+    return names
 
 
 def _device(target: str) -> DeviceRef:
@@ -331,9 +369,13 @@ def build_parser() -> argparse.ArgumentParser:
     est.add_argument("image", nargs="?", metavar="IMAGE", help="a file or block device to read page by page")
     est.add_argument(
         "--algorithm",
-        type=_algorithm,
-        default=compress.DEFAULT_ALGORITHM,
-        help="lzo, lz4, lz4hc, zstd or deflate",
+        type=_algorithms,
+        default=[compress.DEFAULT_ALGORITHM],
+        metavar="NAME[,NAME...]|all",
+        help="lzo, lz4, lz4hc, zstd or deflate; several (comma-separated) or all for a table side by side",
+    )
+    est.add_argument(
+        "--plot", metavar="PNG", help="with several algorithms: a bar chart of the RAM each needs"
     )
     est.add_argument(
         "--sizes",
