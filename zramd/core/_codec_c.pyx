@@ -159,16 +159,25 @@ cdef void _decompress_range(_Jobs* j, Py_ssize_t first, Py_ssize_t last) noexcep
 cdef class PageCodec:
     """One algorithm's batch compressor and decompressor for `streams` concurrent callers."""
 
-    def __cinit__(self, str name, Py_ssize_t streams=1):
+    def __cinit__(self, str name, Py_ssize_t streams=1, params=None):
         self._work = NULL
 
-    def __init__(self, str name, Py_ssize_t streams=1):
+    def __init__(self, str name, Py_ssize_t streams=1, params=None):
         backend = lookup(name)
         if streams < 1:
             raise ValueError("a codec needs at least one stream")
         self.name = backend.name
         self.streams = streams
-        if self.name == "lzo":
+        compress_page, decompress_page = backend.functions(params)  # ValueError: bad params
+        tuned = compress_page is not backend.compress  # algorithm_params in effect
+        if tuned:
+            # The native codecs have the defaults only; a level or a dictionary goes through the
+            # backend.
+            self._kind = KIND_PYTHON
+            self._work_size = 0
+            self._py_compress = compress_page
+            self._py_decompress = decompress_page
+        elif self.name == "lzo":
             self._kind = KIND_LZO
             self._work_size = LZO1X_1_MEM_COMPRESS
         elif self.name == "lz4":

@@ -146,6 +146,52 @@ def _store_comp_algorithm(device: ZramDevice, text: str) -> None:
     device.set_comp_algorithm(name)
 
 
+ZRAM_MAX_COMPS = 1  # priorities: the primary only, as a kernel without CONFIG_ZRAM_MULTI_COMP
+
+
+def parse_algorithm_params(text: str, selected: str) -> tuple[int, compress.Params]:
+    """``algorithm_params_store``: every word needs a value (EINVAL); ``priority``, ``level``
+    and ``deflate.winbits`` are kstrtoint (their errno passed through), ``algo`` names the
+    priority whose algorithm it is (EINVAL if none: here only `selected`, the primary's),
+    ``dict`` a file to read (EINVAL if it cannot be read); other keys are ignored. Returns the
+    priority and its new parameters: every one not given is unset again, as the kernel's
+    ``comp_params_store`` resets them first."""
+    priority, level, winbits = 0, None, None
+    algo = dict_path = None
+    for key, value in next_args(text):
+        if not value:
+            raise InvalidArgument(f"algorithm_params: {key!r} needs a value")
+        if key == "priority":
+            priority = kstrtoint(value, 10)
+        elif key == "level":
+            level = kstrtoint(value, 10)
+        elif key == "algo":
+            algo = value
+        elif key == "dict":
+            dict_path = value
+        elif key == "deflate.winbits":
+            winbits = kstrtoint(value, 10)
+    if algo is not None:
+        priority = 0 if algo == selected else -1
+    if not 0 <= priority < ZRAM_MAX_COMPS:
+        what = f"no priority {priority}" if algo is None else f"{algo} is not the selected algorithm"
+        raise InvalidArgument(f"algorithm_params: {what}")
+    dictionary = None
+    if dict_path is not None:
+        try:
+            with open(dict_path, "rb") as f:
+                dictionary = f.read()
+        except OSError as exc:
+            raise InvalidArgument(f"algorithm_params: cannot read dict {dict_path}: {exc.strerror}") from None
+    return priority, compress.Params(level, dictionary, winbits)
+
+
+def _store_algorithm_params(device: ZramDevice, text: str) -> None:
+    _priority, params = parse_algorithm_params(text, device.comp_algorithm)
+    with device.lock:
+        device.algorithm_params = params
+
+
 def _store_backing_dev(device: ZramDevice, text: str) -> None:
     device.set_backing_dev(text[:-1] if text.endswith("\n") else text)
 
@@ -438,6 +484,7 @@ ATTRIBUTES: tuple[Attribute, ...] = (
     Attribute("mem_limit", 0o200, None, _store_mem_limit),
     Attribute("mem_used_max", 0o200, None, _store_mem_used_max),
     Attribute("comp_algorithm", 0o644, _show_comp_algorithm, _store_comp_algorithm),
+    Attribute("algorithm_params", 0o200, None, _store_algorithm_params),
     Attribute("io_stat", 0o444, lambda d: format_io_stat(d.statistics().io), None),
     Attribute("mm_stat", 0o444, lambda d: format_mm_stat(d.statistics().mm), None),
     Attribute("debug_stat", 0o444, lambda d: format_debug_stat(), None),

@@ -20,7 +20,6 @@ result is 0, or `FAILED` when the object is not one page's compressed form (corr
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Protocol
 
 from zramd.core import compress
@@ -56,14 +55,13 @@ class IntArray(Protocol):
 class PageCodec:
     """One algorithm's batch compressor and decompressor for `streams` concurrent callers."""
 
-    def __init__(self, name: str, streams: int = 1) -> None:
+    def __init__(self, name: str, streams: int = 1, params: compress.Params | None = None) -> None:
         backend = compress.lookup(name)
         if streams < 1:
             raise ValueError("a codec needs at least one stream")
         self.name = backend.name
         self.streams = streams
-        self._compress: Callable[[bytes], bytes] = backend.compress
-        self._decompress: Callable[[bytes], bytes] = backend.decompress
+        self._compress, self._decompress = backend.functions(params)  # ValueError: bad params
 
     def compress_jobs(
         self,

@@ -64,6 +64,35 @@ class Backend:
     name: str
     compress: Callable[[bytes], bytes]
     decompress: Callable[[bytes], bytes]
+    configure: Callable[[Params], Functions] | None = None  # None: the algorithm takes no parameters
+
+    def functions(self, params: Params | None) -> Functions:
+        """(compress, decompress) with `params` (``algorithm_params``) applied; the defaults
+        for None or no parameter set. A parameter the backend cannot use raises ValueError."""
+        if params is None or params.is_default() or self.configure is None:
+            return self.compress, self.decompress
+        return self.configure(params)
+
+
+Functions = tuple[Callable[[bytes], bytes], Callable[[bytes], bytes]]
+
+
+@dataclass(frozen=True, slots=True)
+class Params:
+    """An ``algorithm_params`` setting (the kernel's ``zcomp_params``): None = not set, so the
+    backend's default applies.
+
+    Attributes:
+        level: the level (lz4: the acceleration).  dictionary: a dictionary's bytes (zstd, lz4,
+        lz4hc).  winbits: deflate's window bits.
+    """
+
+    level: int | None = None
+    dictionary: bytes | None = None
+    winbits: int | None = None
+
+    def is_default(self) -> bool:
+        return self.level is None and self.dictionary is None and self.winbits is None
 
 
 def _lzo_compress(page: bytes, _compress: Callable[..., bytes] = lzo.compress) -> bytes:
@@ -112,7 +141,42 @@ def _lz4hc_decompress(data: bytes) -> bytes:
     return _lz4_decompress(data, name="lz4hc")  # the same block format
 
 
+def _lz4_family(name: str, high: bool) -> Callable[[Params], Functions]:
+    """lz4 and lz4hc with a level (lz4: the acceleration, as ``LZ4_compress_fast``'s) and a
+    dictionary (``LZ4_loadDict``'s: the 64 KiB before each page)."""
+
+    def configure(params: Params) -> Functions:
+        extra: dict[str, Any] = {"store_size": False}
+        if high:
+            extra |= {"mode": "high_compression", "compression": params.level or LZ4HC_DEFAULT_CLEVEL}
+        elif params.level is not None:  # liblz4 takes an acceleration below 1 as 1
+            extra |= {"mode": "fast", "acceleration": max(1, params.level)}
+        dictionary = params.dictionary
+        if dictionary is not None:
+            extra["dict"] = dictionary
+
+        def compress_page(page: bytes) -> bytes:
+            data: bytes = lz4.block.compress(page, **extra)
+            return data
+
+        def decompress_page(data: bytes) -> bytes:
+            if dictionary is None:
+                return _lz4_decompress(data, name=name)
+            try:
+                page: bytes = lz4.block.decompress(data, uncompressed_size=PAGE_SIZE, dict=dictionary)
+            except lz4.block.LZ4BlockError as exc:
+                raise DecompressError(f"{name}: {exc}") from None
+            if len(page) != PAGE_SIZE:
+                raise DecompressError(f"{name}: decompressed to {len(page)} bytes, expected {PAGE_SIZE}")
+            return page
+
+        return compress_page, decompress_page
+
+    return configure
+
+
 ZSTD_DEFAULT_LEVEL = 3
+ZSTD_MIN_LEVEL = -(1 << 17)  # ZSTD_minCLevel(): negative levels are the fast ones
 _zstd_contexts = threading.local()  # each thread (compression stream) its own pair
 
 
@@ -125,6 +189,45 @@ def _zstd_context() -> Any:
             zstandard.ZstdDecompressor(),
         )
     return pair
+
+
+def _zstd_configure(params: Params) -> Functions:
+    """zstd with a level and a dictionary (raw content or a trained one, as the kernel's
+    ``zstd_create_cdict_byreference`` takes either); contexts per thread, as above."""
+    assert zstandard is not None
+    level = ZSTD_DEFAULT_LEVEL if params.level is None else params.level
+    level = min(max(level, ZSTD_MIN_LEVEL), zstandard.MAX_COMPRESSION_LEVEL)  # libzstd clamps, too
+    dictionary = zstandard.ZstdCompressionDict(params.dictionary) if params.dictionary else None
+    contexts = threading.local()
+
+    def pair() -> Any:
+        found = getattr(contexts, "pair", None)
+        if found is None:
+            assert zstandard is not None
+            found = contexts.pair = (
+                zstandard.ZstdCompressor(
+                    level=level, dict_data=dictionary, write_checksum=False, write_content_size=True,
+                    write_dict_id=False,
+                ),
+                zstandard.ZstdDecompressor(dict_data=dictionary),
+            )  # fmt: skip
+        return found
+
+    def compress_page(page: bytes) -> bytes:
+        data: bytes = pair()[0].compress(page)
+        return data
+
+    def decompress_page(data: bytes) -> bytes:
+        assert zstandard is not None
+        try:
+            page: bytes = pair()[1].decompress(data, max_output_size=PAGE_SIZE, allow_extra_data=False)
+        except zstandard.ZstdError as exc:
+            raise DecompressError(f"zstd: {exc}") from None
+        if len(page) != PAGE_SIZE:
+            raise DecompressError(f"zstd: decompressed to {len(page)} bytes, expected {PAGE_SIZE}")
+        return page
+
+    return compress_page, decompress_page
 
 
 def _zstd_compress(page: bytes) -> bytes:
@@ -148,14 +251,27 @@ DEFLATE_DEF_WINBITS = 11
 DEFLATE_DEF_MEMLEVEL = 9  # MAX_MEM_LEVEL
 
 
-def _deflate_compress(page: bytes) -> bytes:
-    level, bits, mem = DEFLATE_DEFAULT_LEVEL, DEFLATE_DEF_WINBITS, DEFLATE_DEF_MEMLEVEL
-    stream = zlib.compressobj(level, zlib.DEFLATED, -bits, mem)
-    return stream.compress(page) + stream.flush()
+def _deflate_configure(params: Params) -> Functions:
+    """deflate with a level (-1..9) and window bits (``deflate.winbits``, 9..15 for raw deflate)."""
+    level = DEFLATE_DEFAULT_LEVEL if params.level is None else params.level
+    bits = DEFLATE_DEF_WINBITS if params.winbits is None else params.winbits
+    if not -1 <= level <= 9:
+        raise ValueError(f"deflate: level {level} outside -1..9")
+    if not 9 <= bits <= 15:
+        raise ValueError(f"deflate: window bits {bits} outside 9..15")
+
+    def compress_page(page: bytes) -> bytes:
+        stream = zlib.compressobj(level, zlib.DEFLATED, -bits, DEFLATE_DEF_MEMLEVEL)
+        return stream.compress(page) + stream.flush()
+
+    def decompress_page(data: bytes) -> bytes:
+        return _inflate(data, bits)
+
+    return compress_page, decompress_page
 
 
-def _deflate_decompress(data: bytes) -> bytes:
-    stream = zlib.decompressobj(-DEFLATE_DEF_WINBITS)
+def _inflate(data: bytes, bits: int) -> bytes:
+    stream = zlib.decompressobj(-bits)
     try:
         page = stream.decompress(data, PAGE_SIZE)
     except zlib.error as exc:
@@ -165,12 +281,22 @@ def _deflate_decompress(data: bytes) -> bytes:
     return page
 
 
+def _deflate_compress(page: bytes) -> bytes:
+    level, bits, mem = DEFLATE_DEFAULT_LEVEL, DEFLATE_DEF_WINBITS, DEFLATE_DEF_MEMLEVEL
+    stream = zlib.compressobj(level, zlib.DEFLATED, -bits, mem)
+    return stream.compress(page) + stream.flush()
+
+
+def _deflate_decompress(data: bytes) -> bytes:
+    return _inflate(data, DEFLATE_DEF_WINBITS)
+
+
 BACKENDS: tuple[Backend, ...] = (
     Backend("lzo", _lzo_compress, _lzo_decompress),
-    Backend("lz4", _lz4_compress, _lz4_decompress),
-    Backend("lz4hc", _lz4hc_compress, _lz4hc_decompress),
-    *((Backend("zstd", _zstd_compress, _zstd_decompress),) if zstandard is not None else ()),
-    Backend("deflate", _deflate_compress, _deflate_decompress),
+    Backend("lz4", _lz4_compress, _lz4_decompress, _lz4_family("lz4", high=False)),
+    Backend("lz4hc", _lz4hc_compress, _lz4hc_decompress, _lz4_family("lz4hc", high=True)),
+    *((Backend("zstd", _zstd_compress, _zstd_decompress, _zstd_configure),) if zstandard is not None else ()),
+    Backend("deflate", _deflate_compress, _deflate_decompress, _deflate_configure),
 )
 _BY_NAME = {backend.name: backend for backend in BACKENDS}
 

@@ -40,6 +40,7 @@ cdef class ZramDevice:
     cdef public Py_ssize_t writeback_batch_size
     cdef public bint release_frames
     cdef public object writeback_policy
+    cdef public object algorithm_params
     cdef unsigned int[::1] _actime
     cdef unsigned char[::1] _bounce
     cdef object _bounce_view

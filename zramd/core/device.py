@@ -126,6 +126,8 @@ class ZramDevice:
         writeback_batch_size: pages written back per batch (the lock is dropped between them).
         release_frames: give frames emptied by compaction back to the OS (zramd's own policy).
         writeback_policy: zramd's writeback trigger (`WritebackPolicy`); the daemon runs it.
+        algorithm_params: the primary algorithm's ``algorithm_params`` (`compress.Params`), or
+            None; applied at the next `set_disksize`, cleared by `reset`.
     """
 
     def __init__(
@@ -155,6 +157,7 @@ class ZramDevice:
         self.writeback_batch_size = WRITEBACK_BATCH_SIZE
         self.release_frames = False
         self.writeback_policy = WritebackPolicy()
+        self.algorithm_params: compress.Params | None = None
         self._pool: ZsPool | None = None
         self._codec: PageCodec | None = None
         self._table: ReservedArrays | None = None
@@ -247,6 +250,11 @@ class ZramDevice:
                 raise DeviceBusy("the device is already initialised; write 1 to reset first")
             disksize = round_up_to_page(nbytes)
             nr_pages = disksize >> PAGE_SHIFT
+            try:  # the compressors first (the kernel makes them after the table: that order
+                # shows only when both fail)
+                codec = PageCodec(self.comp_algorithm, self._streams.count, self.algorithm_params)
+            except ValueError as exc:  # the backend refuses the parameters: no device
+                raise InvalidArgument(f"{self.comp_algorithm}: {exc}") from None
             table = None
             try:
                 table = ReservedArrays(nr_pages)
@@ -258,7 +266,7 @@ class ZramDevice:
                 if table is not None:
                     table.close()
                 raise NoMemory(f"cannot reserve memory for a {disksize}-byte device: {exc}") from None
-            self._codec = PageCodec(self.comp_algorithm, self._streams.count)
+            self._codec = codec
             self._table, self._handle, self._flags, self._actime = table, handle, flags, actime
             self._pool = pool
             self._nr_pages = nr_pages
@@ -312,6 +320,7 @@ class ZramDevice:
             self.disksize = 0
             self.mem_limit_pages = 0
             self.comp_algorithm = compress.DEFAULT_ALGORITHM
+            self.algorithm_params = None
             self._zero_stats()
 
     # ------------------------------------------------------------------ idle pages and writeback
