@@ -22,6 +22,8 @@ from zramd.core.device import (
     HUGE_WRITEBACK,
     IDLE_WRITEBACK,
     INCOMPRESSIBLE_WRITEBACK,
+    RECOMPRESS_HUGE,
+    RECOMPRESS_IDLE,
     ZramDevice,
 )
 from zramd.core.errors import (
@@ -44,9 +46,11 @@ from zramd.core.kparse import (
     store_buffer,
 )
 from zramd.core.records import BdStat, BlockStat, ClassStats, IoStat, MmStat, WritebackPolicy
+from zramd.core.size_classes import SizeClassTable
 from zramd.core.units import PAGE_SHIFT, PAGE_SIZE
 
 ALGO_NAME_MAX = 128  # ZRAM_MAX_ALGO_NAME_SZ: names this long or longer get E2BIG
+HUGE_CLASS_SIZE = SizeClassTable().huge_class_size  # recompress's threshold must stay below it
 SYSFS_FILE_SIZE = PAGE_SIZE  # what stat() reports for every sysfs attribute
 
 
@@ -146,14 +150,15 @@ def _store_comp_algorithm(device: ZramDevice, text: str) -> None:
     device.set_comp_algorithm(name)
 
 
-ZRAM_MAX_COMPS = 1  # priorities: the primary only, as a kernel without CONFIG_ZRAM_MULTI_COMP
+ZRAM_MAX_COMPS = 4  # priorities: the primary and three recompression algorithms (MULTI_COMP)
 
 
-def parse_algorithm_params(text: str, selected: str) -> tuple[int, compress.Params]:
+def parse_algorithm_params(text: str, selected: str | list[str | None]) -> tuple[int, compress.Params]:
     """``algorithm_params_store``: every word needs a value (EINVAL); ``priority``, ``level``
     and ``deflate.winbits`` are kstrtoint (their errno passed through), ``algo`` names the
     priority whose algorithm it is (EINVAL if none: here only `selected`, the primary's),
-    ``dict`` a file to read (EINVAL if it cannot be read); other keys are ignored. Returns the
+    ``dict`` a file to read (EINVAL if it cannot be read); other keys are ignored. `selected` is
+    the algorithm of each priority (the primary's alone, as a string). Returns the
     priority and its new parameters: every one not given is unset again, as the kernel's
     ``comp_params_store`` resets them first."""
     priority, level, winbits = 0, None, None
@@ -171,8 +176,9 @@ def parse_algorithm_params(text: str, selected: str) -> tuple[int, compress.Para
             dict_path = value
         elif key == "deflate.winbits":
             winbits = kstrtoint(value, 10)
+    names = [selected] if isinstance(selected, str) else selected
     if algo is not None:
-        priority = 0 if algo == selected else -1
+        priority = next((p for p, name in enumerate(names) if name == algo), -1)
     if not 0 <= priority < ZRAM_MAX_COMPS:
         what = f"no priority {priority}" if algo is None else f"{algo} is not the selected algorithm"
         raise InvalidArgument(f"algorithm_params: {what}")
@@ -187,9 +193,90 @@ def parse_algorithm_params(text: str, selected: str) -> tuple[int, compress.Para
 
 
 def _store_algorithm_params(device: ZramDevice, text: str) -> None:
-    _priority, params = parse_algorithm_params(text, device.comp_algorithm)
+    names: list[str | None] = [device.comp_algorithm, *device.recomp_algorithms[1:]]
+    priority, params = parse_algorithm_params(text, names)
     with device.lock:
-        device.algorithm_params = params
+        if priority == 0:
+            device.algorithm_params = params
+        else:
+            device.recomp_params[priority] = params
+
+
+def _show_recomp_algorithm(device: ZramDevice) -> str:
+    """``#P: lzo lz4 [zstd] `` for each priority that has an algorithm."""
+    return "".join(
+        f"#{prio}: {compress.format_comp_algorithm(name)}"
+        for prio, name in enumerate(device.recomp_algorithms)
+        if prio and name is not None
+    )
+
+
+def _store_recomp_algorithm(device: ZramDevice, text: str) -> None:
+    """``recomp_algorithm_store``: ``algo=NAME [priority=1..3]`` (every word needs a value,
+    priority kstrtoint, default 1); then the comp_algorithm rules: E2BIG, EINVAL, EBUSY."""
+    algo, priority = None, 1
+    for key, value in next_args(text):
+        if not value:
+            raise InvalidArgument(f"recomp_algorithm: {key!r} needs a value")
+        if key == "algo":
+            algo = value
+        elif key == "priority":
+            priority = kstrtoint(value, 10)
+    if algo is None:
+        raise InvalidArgument("recomp_algorithm needs algo=NAME")
+    if not 1 <= priority < ZRAM_MAX_COMPS:
+        raise InvalidArgument(f"recomp_algorithm: no priority {priority}")
+    if len(algo) >= ALGO_NAME_MAX:
+        raise ArgumentTooLong(f"algorithm name of {len(algo)} characters")
+    if algo not in compress.algorithm_names():
+        raise InvalidArgument(f"recomp_algorithm: unknown algorithm {algo!r}")
+    with device.lock:
+        if device.initialized:
+            raise DeviceBusy("recomp_algorithm can only be set before disksize")
+        device.recomp_algorithms[priority] = algo
+
+
+_RECOMPRESS_TYPES = {
+    "idle": RECOMPRESS_IDLE,
+    "huge": RECOMPRESS_HUGE,
+    "huge_idle": RECOMPRESS_IDLE | RECOMPRESS_HUGE,
+}
+
+
+def _store_recompress(device: ZramDevice, text: str) -> None:
+    """``recompress_store``: ``type=``, ``max_pages=`` (kstrtoull), ``threshold=`` (kstrtouint),
+    ``algo=`` and ``priority=`` (kstrtouint; 0 means 1, and it alone is then used), each with a
+    value (EINVAL); an unknown type selects every page, as the kernel's does; a threshold of
+    huge_class_size or more is EINVAL, checked before the device's state."""
+    mode, max_pages, threshold = 0, 0, 0
+    prio, prio_max = 1, ZRAM_MAX_COMPS
+    algo = None
+    for key, value in next_args(text):
+        if not value:
+            raise InvalidArgument(f"recompress: {key!r} needs a value")
+        if key == "type":
+            mode = _RECOMPRESS_TYPES.get(value, mode)
+        elif key == "max_pages":
+            max_pages = kstrtoull(value, 10)
+        elif key == "threshold":
+            threshold = kstrtouint(value, 10)
+        elif key == "algo":
+            algo = value
+        elif key == "priority":
+            prio = max(1, kstrtouint(value, 10))
+            prio_max = prio + 1
+    if threshold >= HUGE_CLASS_SIZE:
+        raise InvalidArgument(f"recompress: threshold {threshold} is not below {HUGE_CLASS_SIZE}")
+    if not device.initialized:
+        raise InvalidArgument("recompress needs an initialised device")
+    if algo is not None:
+        for p in range(prio, ZRAM_MAX_COMPS):
+            if device.recomp_algorithms[p] == algo:
+                prio_max = p + 1
+                break
+        else:
+            raise InvalidArgument(f"recompress: no recompression algorithm {algo!r}")
+    device.recompress(mode, threshold, max_pages, prio, prio_max)
 
 
 def _store_backing_dev(device: ZramDevice, text: str) -> None:
@@ -485,6 +572,9 @@ ATTRIBUTES: tuple[Attribute, ...] = (
     Attribute("mem_used_max", 0o200, None, _store_mem_used_max),
     Attribute("comp_algorithm", 0o644, _show_comp_algorithm, _store_comp_algorithm),
     Attribute("algorithm_params", 0o200, None, _store_algorithm_params),
+    # CONFIG_ZRAM_MULTI_COMP
+    Attribute("recomp_algorithm", 0o644, _show_recomp_algorithm, _store_recomp_algorithm),
+    Attribute("recompress", 0o200, None, _store_recompress),
     Attribute("io_stat", 0o444, lambda d: format_io_stat(d.statistics().io), None),
     Attribute("mm_stat", 0o444, lambda d: format_mm_stat(d.statistics().mm), None),
     Attribute("debug_stat", 0o444, lambda d: format_debug_stat(), None),

@@ -8,6 +8,7 @@ from zramd.core.codec cimport PageCodec
 from zramd.core.pool cimport ZsPool
 
 cdef Py_ssize_t SIZE_BITS, SIZE_MASK, SAME, HUGE, WB, IDLE, INCOMPRESSIBLE, PP_SLOT, ACCESS_CLEARS
+cdef Py_ssize_t PRIO_SHIFT, PRIO_MASK, MAX_COMPS, RECOMPRESS_IDLE, RECOMPRESS_HUGE
 cdef Py_ssize_t HUGE_WRITEBACK, IDLE_WRITEBACK, INCOMPRESSIBLE_WRITEBACK, PP_BUCKET_SIZE, WRITEBACK_BATCH_SIZE, NO_BLOCK
 cdef long long CLOCK_REUSE_NS
 cdef Py_ssize_t BATCH_PAGES, SPLIT_MIN_NS, COMPRESSING, DECOMPRESSING, READS, WRITES, DISCARDS, FLUSHES
@@ -41,6 +42,16 @@ cdef class ZramDevice:
     cdef public bint release_frames
     cdef public object writeback_policy
     cdef public object algorithm_params
+    cdef public object recomp_algorithms
+    cdef public object recomp_params
+    cdef object _codecs
+    cdef Py_ssize_t _num_active_comps
+    cdef bint _recompress_active
+    cdef unsigned char[::1] _single
+    cdef long long[::1] _one_src
+    cdef long long[::1] _one_dst
+    cdef long long[::1] _one_res
+    cdef unsigned long long[::1] _one_fill
     cdef unsigned int[::1] _actime
     cdef unsigned char[::1] _bounce
     cdef object _bounce_view

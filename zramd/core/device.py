@@ -37,7 +37,16 @@ from collections.abc import Callable, Sequence
 from zramd.core import compress
 from zramd.core.backing import NO_BLOCK, BackingError, BackingStore
 from zramd.core.codec import COMPRESS_STRIDE, FAILED, FILLED, PageCodec
-from zramd.core.errors import DeviceBusy, InvalidArgument, IOFailure, NoDevice, NoMemory, NoSpace, ZramError
+from zramd.core.errors import (
+    DeviceBusy,
+    InvalidArgument,
+    IOFailure,
+    NoDevice,
+    NoMemory,
+    NoSpace,
+    TryAgain,
+    ZramError,
+)
 from zramd.core.pool import ReservedArrays, ZsPool, empty_class_stats
 from zramd.core.records import (
     BdStat,
@@ -65,6 +74,10 @@ IDLE = 1 << (SIZE_BITS + 3)  # marked idle by `mark_idle`; any access clears it
 INCOMPRESSIBLE = 1 << (SIZE_BITS + 4)  # set by recompression when no algorithm shrank the page
 PP_SLOT = 1 << (SIZE_BITS + 5)  # chosen by a running writeback; any access or free clears it
 ACCESS_CLEARS = IDLE | PP_SLOT  # the kernel's mark_slot_accessed
+PRIO_SHIFT = SIZE_BITS + 6  # the 2-bit priority of the algorithm that compressed the page
+PRIO_MASK = 3 << PRIO_SHIFT
+MAX_COMPS = 4  # ZRAM_MAX_COMPS: the primary and three recompression algorithms
+RECOMPRESS_IDLE, RECOMPRESS_HUGE = 1, 2
 
 # Writeback selection modes (the kernel's *_WRITEBACK bits); 0 selects any stored page.
 HUGE_WRITEBACK, IDLE_WRITEBACK, INCOMPRESSIBLE_WRITEBACK = 1, 2, 4
@@ -158,6 +171,12 @@ class ZramDevice:
         self.release_frames = False
         self.writeback_policy = WritebackPolicy()
         self.algorithm_params: compress.Params | None = None
+        # Recompression (CONFIG_ZRAM_MULTI_COMP): the algorithm and params of priorities 1..3.
+        self.recomp_algorithms: list[str | None] = [None] * MAX_COMPS
+        self.recomp_params: list[compress.Params | None] = [None] * MAX_COMPS
+        self._codecs: list[PageCodec | None] = [None] * MAX_COMPS
+        self._num_active_comps = 0
+        self._recompress_active = False
         self._pool: ZsPool | None = None
         self._codec: PageCodec | None = None
         self._table: ReservedArrays | None = None
@@ -174,7 +193,9 @@ class ZramDevice:
         self._handle: memoryview[int] = memoryview(bytearray()).cast("Q")
         self._flags: memoryview[int] = memoryview(bytearray()).cast("I")
         self._actime: memoryview[int] = memoryview(bytearray()).cast("I")
-        self._out = self._staging = self._page = bytearray()
+        self._out = self._staging = self._page = self._single = bytearray()
+        self._one_src, self._one_dst, self._one_res = array("q"), array("q"), array("q")
+        self._one_fill = array("Q")
         self._bounce: mmap.mmap | bytearray = bytearray()
         self._bounce_view = memoryview(self._bounce)
         self._wb_buffer = memoryview(bytearray())
@@ -195,6 +216,9 @@ class ZramDevice:
         self._page = bytearray(PAGE_SIZE)
         self._job_src, self._job_dst, self._job_res = (array("q", bytes(8 * BATCH_PAGES)) for _ in range(3))
         self._fills = array("Q", bytes(8 * BATCH_PAGES))
+        self._single = bytearray(PAGE_SIZE)  # one object restored on its own (`_restore_slot`)
+        self._one_src, self._one_dst, self._one_res = array("q", [0]), array("q", [0]), array("q", [0])
+        self._one_fill = array("Q", [0])
         self._bounce = mmap.mmap(-1, PAGE_SIZE)  # page-aligned, for direct reads of the backing store
         self._bounce_view = memoryview(self._bounce)
         # Writeback's batch, page-aligned for direct writes: only with a backing store, and
@@ -253,6 +277,10 @@ class ZramDevice:
             try:  # the compressors first (the kernel makes them after the table: that order
                 # shows only when both fail)
                 codec = PageCodec(self.comp_algorithm, self._streams.count, self.algorithm_params)
+                codecs: list[PageCodec | None] = [codec]
+                for prio in range(1, MAX_COMPS):
+                    name = self.recomp_algorithms[prio]
+                    codecs.append(PageCodec(name, 1, self.recomp_params[prio]) if name is not None else None)
             except ValueError as exc:  # the backend refuses the parameters: no device
                 raise InvalidArgument(f"{self.comp_algorithm}: {exc}") from None
             table = None
@@ -267,6 +295,8 @@ class ZramDevice:
                     table.close()
                 raise NoMemory(f"cannot reserve memory for a {disksize}-byte device: {exc}") from None
             self._codec = codec
+            self._codecs = codecs
+            self._num_active_comps = sum(c is not None for c in codecs)  # a count, as the kernel's
             self._table, self._handle, self._flags, self._actime = table, handle, flags, actime
             self._pool = pool
             self._nr_pages = nr_pages
@@ -321,6 +351,10 @@ class ZramDevice:
             self.mem_limit_pages = 0
             self.comp_algorithm = compress.DEFAULT_ALGORITHM
             self.algorithm_params = None
+            self.recomp_algorithms = [None] * MAX_COMPS
+            self.recomp_params = [None] * MAX_COMPS
+            self._codecs = [None] * MAX_COMPS
+            self._num_active_comps = 0
             self._zero_stats()
 
     # ------------------------------------------------------------------ idle pages and writeback
@@ -394,6 +428,8 @@ class ZramDevice:
                 raise NoDevice("writeback needs a backing_dev")
             if self._writeback_active:
                 raise DeviceBusy("a writeback is already running")
+            if self._recompress_active:
+                raise TryAgain("a recompression is running")
             order = self._select_for_writeback(scans)
             if 0 < max_pages < len(order):
                 for k in range(max_pages, len(order)):
@@ -445,6 +481,11 @@ class ZramDevice:
                     continue
                 self._flags[index] = f | PP_SLOT
                 picked.append(index)
+        return self._largest_first(picked)
+
+    def _largest_first(self, picked: array[int]) -> array[int]:
+        """`picked` in the post-processing order: by 64-byte size bucket from the largest, and
+        in a bucket the last picked first."""
         buckets = PAGE_SIZE // PP_BUCKET_SIZE + 1
         starts = array("q", bytes(8 * (buckets + 1)))
         for index in picked:
@@ -502,22 +543,136 @@ class ZramDevice:
     def _restore_for_writeback(self, index: int, k: int) -> bool:
         """Restore page `index` into page `k` of the writeback buffer, without counting it as
         an access; False if it cannot be decompressed (the kernel skips such a page)."""
-        pool, codec = self._pool, self._codec
-        assert pool is not None and codec is not None
+        return self._restore_slot(index, self._wb_buffer, k * PAGE_SIZE)
+
+    def _restore_slot(self, index: int, dst: bytearray | memoryview, at: int) -> bool:
+        """Restore stored page `index` (raw, or compressed by the algorithm of its priority)
+        into ``dst[at:]``, through its own buffers; False if it does not decompress."""
+        pool = self._pool
+        assert pool is not None
         f = self._flags[index]
-        at = k * PAGE_SIZE
         if f & HUGE:
-            pool.read_into(self._handle[index], PAGE_SIZE, self._wb_buffer, at)
+            pool.read_into(self._handle[index], PAGE_SIZE, dst, at)
             return True
+        codec = self._codecs[(f & PRIO_MASK) >> PRIO_SHIFT]
+        assert codec is not None
         size = f & SIZE_MASK
-        pool.read_into(self._handle[index], size, self._staging, 0)
-        self._job_src[0] = 0
-        self._job_dst[0] = at
-        self._job_res[0] = size
-        codec.decompress_jobs(
-            0, self._staging, self._wb_buffer, self._job_src, self._job_dst, self._job_res, self._fills, 0, 1
-        )
-        return self._job_res[0] != FAILED
+        pool.read_into(self._handle[index], size, self._single, 0)
+        src_off, dst_off, result = self._one_src, self._one_dst, self._one_res
+        src_off[0], dst_off[0], result[0] = 0, at, size
+        codec.decompress_jobs(0, self._single, dst, src_off, dst_off, result, self._one_fill, 0, 1)
+        return result[0] != FAILED
+
+    # ------------------------------------------------------------------ recompression
+
+    def recompress(self, mode: int, threshold: int, max_pages: int, prio: int, prio_max: int) -> int:
+        """``recompress_store`` once its text is parsed: recompress the stored pages `mode`
+        selects (RECOMPRESS_IDLE, RECOMPRESS_HUGE, both, or 0 for any) with the algorithms of
+        priorities prio .. prio_max - 1, largest objects first; returns the pages recompressed.
+        `recompress_slot`'s rules: a page below `threshold` bytes is left alone (and not
+        counted); a new object is kept only if it lands in a smaller size class than the old
+        one (and under a non-zero `threshold`); every page tried counts against `max_pages`
+        (0 = no limit); a page no algorithm up to the last active one could shrink becomes
+        INCOMPRESSIBLE (then `writeback incompressible` takes it). EINVAL uninitialised or for
+        priorities no algorithm has; EAGAIN while a writeback runs."""
+        with self.lock:
+            if not self.initialized:
+                raise InvalidArgument("recompress needs an initialised device")
+            prio_max = min(prio_max, self._num_active_comps)
+            if prio >= prio_max:
+                raise InvalidArgument(f"no recompression algorithm at priority {prio} .. {prio_max - 1}")
+            if self._writeback_active:
+                raise TryAgain("a writeback is running")
+            order = self._select_for_recompress(mode, prio_max)
+            self._recompress_active = True
+        left = max_pages
+        done = pos = 0
+        try:
+            while pos < len(order) and (max_pages == 0 or left > 0):
+                with self.lock:  # a batch at a time, so that the device serves in between
+                    end = min(len(order), pos + WRITEBACK_BATCH_SIZE)
+                    while pos < end and (max_pages == 0 or left > 0):
+                        index = order[pos]
+                        pos += 1
+                        if not self._flags[index] & PP_SLOT:
+                            continue
+                        self._flags[index] &= ~PP_SLOT
+                        outcome = self._recompress_slot(index, threshold, prio, prio_max)
+                        if outcome >= 0:
+                            if max_pages:
+                                left -= 1
+                            done += outcome
+        finally:
+            with self.lock:
+                for k in range(pos, len(order)):
+                    self._flags[order[k]] &= ~PP_SLOT
+                self._recompress_active = False
+        return done
+
+    def _select_for_recompress(self, mode: int, prio_max: int) -> array[int]:
+        """``scan_slots_for_recompress``: stored pages that are not same-filled, written back
+        or INCOMPRESSIBLE, match `mode`, and were not compressed at priority prio_max - 1 or
+        above; marked PP_SLOT, in writeback's largest-first order."""
+        picked = array("q")
+        for index in range(self._nr_pages):
+            f = self._flags[index]
+            if not f or f & (WB | SAME | INCOMPRESSIBLE | PP_SLOT):
+                continue
+            if mode & RECOMPRESS_IDLE and not f & IDLE:
+                continue
+            if mode & RECOMPRESS_HUGE and not f & HUGE:
+                continue
+            if ((f & PRIO_MASK) >> PRIO_SHIFT) + 1 >= prio_max:
+                continue
+            self._flags[index] = f | PP_SLOT
+            picked.append(index)
+        return self._largest_first(picked)
+
+    def _recompress_slot(self, index: int, threshold: int, prio: int, prio_max: int) -> int:
+        """``recompress_slot`` for one page, under the lock: 1 recompressed, 0 tried and kept
+        as it was (counted against max_pages), -1 left alone (below the threshold)."""
+        pool = self._pool
+        assert pool is not None
+        f = self._flags[index]
+        old_size = f & SIZE_MASK
+        if old_size < threshold:
+            return -1
+        if not self._restore_slot(index, self._page, 0):
+            return 0
+        self._flags[index] = f & ~IDLE  # touched: not idle for a later writeback
+        class_old = pool.table.class_for_size[old_size]
+        prio = max(prio, ((f & PRIO_MASK) >> PRIO_SHIFT) + 1)
+        found = -1
+        while prio < prio_max:
+            codec = self._codecs[prio]
+            if codec is not None:
+                src_off, dst_off, result = self._one_src, self._one_dst, self._one_res
+                src_off[0], dst_off[0] = 0, 0
+                codec.compress_jobs(0, self._page, self._out, src_off, dst_off, result, self._one_fill, 0, 1)
+                size = result[0]
+                if size == FAILED:
+                    return 0
+                # zs_lookup_class_index caps a size past a page at the huge class.
+                smaller = size > 0 and pool.table.class_for_size[min(size, PAGE_SIZE)] < class_old
+                if smaller and not (threshold and size >= threshold):
+                    found = size
+                    break
+            prio += 1
+        if found < 0:
+            if prio >= self._num_active_comps:
+                self._flags[index] |= INCOMPRESSIBLE
+            return 0
+        try:
+            location = pool.store_from(self._out, 0, found, index)
+        except PoolExhausted:
+            return 0  # not fatal: the old object stays
+        self._free_slot(index)
+        self._handle[index] = location
+        self._flags[index] = found | prio << PRIO_SHIFT
+        self._actime[index] = self._now
+        self._compr_data_size += found
+        self._pages_stored += 1
+        return 1
 
     def _write_staged(self, staged: int) -> list[tuple[int, ZramError]]:
         """Without the lock: write the staged pages to their blocks, a run of consecutive blocks
@@ -608,7 +763,8 @@ class ZramDevice:
                         out.append(
                             f"{index:12d} {actime[index]:12d}.000000 "
                             f"{'s' if f & SAME else '.'}{'w' if f & WB else '.'}{'h' if f & HUGE else '.'}"
-                            f"{'i' if f & IDLE else '.'}.{'n' if f & INCOMPRESSIBLE else '.'}\n"
+                            f"{'i' if f & IDLE else '.'}{'r' if f & PRIO_MASK else '.'}"
+                            f"{'n' if f & INCOMPRESSIBLE else '.'}\n"
                         )
                     line += 1
                 index += 1
@@ -756,14 +912,19 @@ class ZramDevice:
             if f & ACCESS_CLEARS:
                 f &= ~ACCESS_CLEARS
                 flags[slot] = f
-            if f & (HUGE | WB):
+            if f & (HUGE | WB | PRIO_MASK):
                 if f & HUGE:
                     pool.read_into(handle[slot], PAGE_SIZE, dst, at)
-                elif failure is None:
+                elif failure is not None:
+                    pass
+                elif f & WB:
                     try:
                         self._read_backing(slot, dst, at)
                     except IOFailure as exc:
                         failed_at, failure = k, exc
+                elif not self._restore_slot(slot, dst, at):  # recompressed: its own algorithm
+                    failed_at = k
+                    failure = IOFailure(f"page {slot}: not the compressed form of one page")
                 continue
             dst_off[jobs] = at
             if not f or f & SAME:

@@ -70,6 +70,12 @@ class IOFailure(ZramError):
     errno = _errno.EIO
 
 
+class TryAgain(ZramError):
+    """recompress while a writeback runs, or the other way round (EAGAIN)."""
+
+    errno = _errno.EAGAIN
+
+
 class UserError(Exception):
     """A mistake on the command line or in a config file: printed as one line, no traceback.
 

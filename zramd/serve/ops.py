@@ -123,7 +123,9 @@ DISK_NAME = "disk"
 # Stores that do I/O of their own and may take long: they run in a worker thread, one at a time
 # with the lifecycle requests (a reset waits for a running writeback, as the kernel's does), while
 # the serving task goes on. backing_dev opens a path, which may lie on this very mount.
-THREADED_STORES = frozenset({"writeback", "backing_dev", "algorithm_params"})  # the last reads a dict
+THREADED_STORES = frozenset(
+    {"writeback", "recompress", "backing_dev", "algorithm_params"}
+)  # the last reads a dict
 BLOCK_DEVICE_NAME = "block_device"
 
 DIR, DISK, ATTRIBUTE, FILE, HOT_ADD, HOT_REMOVE = "dir", "disk", "attribute", "file", "hot_add", "hot_remove"
