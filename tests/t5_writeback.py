@@ -84,7 +84,8 @@ def test_policy_writes_back_idle_pages_and_data_survives(tmp_path: Path) -> None
         tmp_path / "m", "--size", "16M", "--backing-dev", str(backing), "--writeback-policy", policy
     ) as mount:
         assert mount.attr("backing_dev") == f"{backing}\n"
-        shown = "interval=1 idle_age=1 high_watermark=0 max_pages=100000 max_seconds=2 release=0\n"
+        shown = "interval=1 idle_age=1 high_watermark=0 max_pages=100000 max_seconds=2 release=0"
+        shown += " recompress=none\n"
         assert mount.attr("writeback_policy") == shown
         data = pages_of(1, 1024)
         with block_device(mount) as block:
@@ -219,3 +220,31 @@ def test_config_file_sets_backing_dev_and_policy(tmp_path: Path) -> None:
     finally:
         force_cleanup(root)
     check_daemon_log(root)
+
+
+def test_policy_recompresses_idle_pages_and_writes_back_what_none_shrinks(tmp_path: Path) -> None:
+    """recompress=idle in the policy: idle pages go to zstd (smaller compr_data_size, block_state
+    shows r), the ones zstd cannot shrink either become INCOMPRESSIBLE and go to the backing
+    file, and every byte reads back."""
+    backing = sparse_file(tmp_path / "back.img", 32 * MiB)
+    with zramd_mount(tmp_path / "m", "--size", "0") as mount:
+        if "zstd" not in mount.attr("comp_algorithm"):
+            pytest.skip("zstd is not installed")
+        mount.set("recomp_algorithm", "algo=zstd")
+        mount.set("backing_dev", str(backing))
+        mount.set("disksize", "16M")
+        text = b"".join(p.read_bytes() for p in sorted(Path(__file__).parent.glob("t*.py")))
+        text = (text * (1 + 2048 * PAGE // len(text)))[: 2048 * PAGE]
+        noise = random.Random(9).randbytes(64 * PAGE)
+        with block_device(mount) as block:
+            direct_io(block, text + noise)
+            before = mount.mm_stat()
+            mount.set("writeback_policy", "interval=1 idle_age=1 recompress=idle")
+            wait_until(lambda: int(mount.attr("bd_stat").split()[2]) >= 64, 15, "the recompression policy")
+            after = mount.mm_stat()
+            assert after[1] < before[1] - 64 * PAGE  # compr_data_size: zstd, and the noise went out
+            flags = [line.split()[2] for line in mount.attr("block_state").splitlines()]
+            assert sum(f[4] == "r" for f in flags) > 1024
+            assert sum(f[1] == "w" for f in flags) >= 64
+            assert direct_io(block, length=len(text) + len(noise)) == text + noise
+            assert mount.attr("consistency").startswith("ok")

@@ -236,7 +236,7 @@ def _store_recomp_algorithm(device: ZramDevice, text: str) -> None:
         device.recomp_algorithms[priority] = algo
 
 
-_RECOMPRESS_TYPES = {
+RECOMPRESS_TYPES = {
     "idle": RECOMPRESS_IDLE,
     "huge": RECOMPRESS_HUGE,
     "huge_idle": RECOMPRESS_IDLE | RECOMPRESS_HUGE,
@@ -255,7 +255,7 @@ def _store_recompress(device: ZramDevice, text: str) -> None:
         if not value:
             raise InvalidArgument(f"recompress: {key!r} needs a value")
         if key == "type":
-            mode = _RECOMPRESS_TYPES.get(value, mode)
+            mode = RECOMPRESS_TYPES.get(value, mode)
         elif key == "max_pages":
             max_pages = kstrtoull(value, 10)
         elif key == "threshold":
@@ -412,7 +412,8 @@ def format_bd_stat(stat: BdStat) -> str:
 
 def parse_writeback_policy(text: str, current: WritebackPolicy | None = None) -> WritebackPolicy:
     """A ``writeback_policy`` text: ``key=value`` words (interval=SECONDS, idle_age=SECONDS,
-    high_watermark=FRACTION, max_pages=N, max_seconds=SECONDS, release=0|1), each replacing that setting of
+    high_watermark=FRACTION, max_pages=N, max_seconds=SECONDS, release=0|1,
+    recompress=none|idle|huge|huge_idle), each replacing that setting of
     `current`; EINVAL for an unknown key or a bad value, and nothing changes then."""
     policy = current if current is not None else WritebackPolicy()
     changes: dict[str, object] = {}
@@ -439,6 +440,10 @@ def parse_writeback_policy(text: str, current: WritebackPolicy | None = None) ->
                 if value not in ("0", "1"):
                     raise ValueError
                 changes[key] = value == "1"
+            elif key == "recompress":
+                if value not in ("none", *RECOMPRESS_TYPES):
+                    raise ValueError
+                changes[key] = "" if value == "none" else value
             else:
                 raise InvalidArgument(f"writeback_policy: unknown key {key!r}")
         except ValueError:
@@ -449,7 +454,8 @@ def parse_writeback_policy(text: str, current: WritebackPolicy | None = None) ->
 def format_writeback_policy(policy: WritebackPolicy) -> str:
     return (
         f"interval={policy.interval:g} idle_age={policy.idle_age} high_watermark={policy.high_watermark:g} "
-        f"max_pages={policy.max_pages} max_seconds={policy.max_seconds:g} release={int(policy.release)}\n"
+        f"max_pages={policy.max_pages} max_seconds={policy.max_seconds:g} release={int(policy.release)} "
+        f"recompress={policy.recompress or 'none'}\n"
     )
 
 

@@ -85,6 +85,9 @@ class WritebackPolicy:
             pages), however many pages are left.
         release: give the frames compaction empties back to the OS (zramd's release policy):
             the daemon's RSS then falls with mem_used_total.
+        recompress: "" or a ``recompress`` type (idle, huge, huge_idle): each cycle first
+            recompresses those pages with the device's recompression algorithms, then writes
+            back the ones none could shrink (INCOMPRESSIBLE).
     """
 
     interval: float = 0.0
@@ -93,6 +96,7 @@ class WritebackPolicy:
     max_pages: int = 65536
     max_seconds: float = 2.0
     release: bool = False
+    recompress: str = ""
 
 
 @dataclass(frozen=True, slots=True)
