@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from zramd.core.attrs import format_classes
@@ -43,6 +43,23 @@ def image_size(path: str) -> int:
         raise UserError(f"cannot read {path}: {exc.strerror}") from None
 
 
+def _chunks(path: str, size: int, progress: ProgressCallback | None) -> Iterator[tuple[int, bytes]]:
+    """(offset, chunk) over the image in CHUNK-sized pieces, the last padded with zeros to a
+    whole page (a block device holds whole pages only), reporting progress after each."""
+    done = 0
+    with open(path, "rb", buffering=0) as image:
+        while done < size:
+            chunk = image.read(CHUNK)
+            if not chunk:
+                break
+            if len(chunk) % PAGE_SIZE:
+                chunk += bytes(PAGE_SIZE - len(chunk) % PAGE_SIZE)
+            yield done, chunk
+            done += len(chunk)
+            if progress:
+                progress(min(done, size), size)
+
+
 def estimate_image(path: str, algorithm: str, progress: ProgressCallback | None = None) -> Estimate:
     """Write the image at `path` through a device of the same size and return what it shows.
     A last partial page is padded with zeros, as a block device holds whole pages only."""
@@ -53,18 +70,8 @@ def estimate_image(path: str, algorithm: str, progress: ProgressCallback | None 
     device.set_comp_algorithm(algorithm)
     device.set_disksize(round_up_to_page(size))
     try:
-        done = 0
-        with open(path, "rb", buffering=0) as image:
-            while done < size:
-                chunk = image.read(CHUNK)
-                if not chunk:
-                    break
-                if len(chunk) % PAGE_SIZE:
-                    chunk += bytes(PAGE_SIZE - len(chunk) % PAGE_SIZE)
-                device.write(done, chunk)
-                done += len(chunk)
-                if progress:
-                    progress(min(done, size), size)
+        for done, chunk in _chunks(path, size, progress):
+            device.write(done, chunk)
         return Estimate(device.statistics().mm, format_classes(device.class_stats()))
     except OSError as exc:
         raise UserError(f"cannot read {path}: {exc.strerror}") from None
@@ -124,26 +131,16 @@ def estimate_algorithms(
             devices.append(device)
         writing = [0.0] * len(devices)
         reading = [0.0] * len(devices)
-        done = 0
-        with open(path, "rb", buffering=0) as image:
-            while done < size:
-                chunk = image.read(CHUNK)
-                if not chunk:
-                    break
-                if len(chunk) % PAGE_SIZE:
-                    chunk += bytes(PAGE_SIZE - len(chunk) % PAGE_SIZE)
-                for n, device in enumerate(devices):
-                    started = time.perf_counter()
-                    device.write(done, chunk)
-                    writing[n] += time.perf_counter() - started
-                    started = time.perf_counter()
-                    back = device.read(done, len(chunk))
-                    reading[n] += time.perf_counter() - started
-                    if back != chunk:
-                        raise UserError(f"{algorithms[n]} did not give the image back at offset {done}")
-                done += len(chunk)
-                if progress:
-                    progress(min(done, size), size)
+        for done, chunk in _chunks(path, size, progress):
+            for n, device in enumerate(devices):
+                started = time.perf_counter()
+                device.write(done, chunk)
+                writing[n] += time.perf_counter() - started
+                started = time.perf_counter()
+                back = device.read(done, len(chunk))
+                reading[n] += time.perf_counter() - started
+                if back != chunk:
+                    raise UserError(f"{algorithms[n]} did not give the image back at offset {done}")
         return [
             AlgorithmEstimate(name, device.statistics().mm, writing[n], reading[n])
             for n, (name, device) in enumerate(zip(algorithms, devices, strict=True))

@@ -177,23 +177,12 @@ def _lz4_family(name: str, high: bool) -> Callable[[Params], Functions]:
 
 ZSTD_DEFAULT_LEVEL = 3
 ZSTD_MIN_LEVEL = -(1 << 17)  # ZSTD_minCLevel(): negative levels are the fast ones
-_zstd_contexts = threading.local()  # each thread (compression stream) its own pair
-
-
-def _zstd_context() -> Any:
-    pair = getattr(_zstd_contexts, "pair", None)
-    if pair is None:
-        assert zstandard is not None
-        pair = _zstd_contexts.pair = (
-            zstandard.ZstdCompressor(level=ZSTD_DEFAULT_LEVEL, write_checksum=False, write_content_size=True),
-            zstandard.ZstdDecompressor(),
-        )
-    return pair
 
 
 def _zstd_configure(params: Params) -> Functions:
     """zstd with a level and a dictionary (raw content or a trained one, as the kernel's
-    ``zstd_create_cdict_byreference`` takes either); contexts per thread, as above."""
+    ``zstd_create_cdict_byreference`` takes either). Each thread (compression stream) gets its
+    own compressor and decompressor, made on first use and reused for every later page."""
     assert zstandard is not None
     level = ZSTD_DEFAULT_LEVEL if params.level is None else params.level
     level = min(max(level, ZSTD_MIN_LEVEL), zstandard.MAX_COMPRESSION_LEVEL)  # libzstd clamps, too
@@ -230,20 +219,8 @@ def _zstd_configure(params: Params) -> Functions:
     return compress_page, decompress_page
 
 
-def _zstd_compress(page: bytes) -> bytes:
-    data: bytes = _zstd_context()[0].compress(page)
-    return data
-
-
-def _zstd_decompress(data: bytes) -> bytes:
-    assert zstandard is not None
-    try:
-        page: bytes = _zstd_context()[1].decompress(data, max_output_size=PAGE_SIZE, allow_extra_data=False)
-    except zstandard.ZstdError as exc:
-        raise DecompressError(f"zstd: {exc}") from None
-    if len(page) != PAGE_SIZE:
-        raise DecompressError(f"zstd: decompressed to {len(page)} bytes, expected {PAGE_SIZE}")
-    return page
+if zstandard is not None:  # the defaults: level 3, no dictionary
+    _zstd_compress, _zstd_decompress = _zstd_configure(Params())
 
 
 DEFLATE_DEFAULT_LEVEL = zlib.Z_DEFAULT_COMPRESSION
